@@ -1,0 +1,22 @@
+//! Feen's sans-IO core: domain types, policies, crypto, the provider catalogue, usage parsing
+//! and the ports through which every host gives the core its I/O.
+//!
+//! Architecture invariant: nothing in this crate performs I/O, reads a clock or draws random
+//! bytes. Time and randomness come in as arguments (or through the [`ports`]); decisions and
+//! values come out.
+
+pub mod body;
+pub mod crypto;
+pub mod encoding;
+pub mod error;
+pub mod ids;
+pub mod limits;
+pub mod netguard;
+pub mod ports;
+pub mod providers;
+pub mod secret;
+pub mod usage;
+pub mod validate;
+
+pub use body::Body;
+pub use error::{Error, Result};

@@ -1,0 +1,209 @@
+//! The provider catalogue: where each provider lives and how it wants its key.
+
+use http::HeaderValue;
+use http::header::{AUTHORIZATION, HeaderMap, HeaderName};
+
+use crate::secret::SecretString;
+
+/// How a provider expects its API key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthStyle {
+    /// `Authorization: Bearer KEY` (OpenAI and the OpenAI-compatible providers).
+    Bearer,
+    /// `x-api-key: KEY` plus `anthropic-version` (defaulted when the client sent none).
+    Anthropic,
+    /// `x-goog-api-key: KEY` (Google Gemini).
+    GoogApiKey,
+    /// `api-key: KEY` (Azure OpenAI).
+    AzureApiKey,
+}
+
+/// The `anthropic-version` sent when the client did not send one.
+pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// One provider of the catalogue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Provider {
+    /// The catalogue name used in the API (`"openai"`).
+    pub name: &'static str,
+    /// The default base URL; a key's `baseUrl` overrides it. Paths after `/api/proxy` are
+    /// appended to it, so it carries no version segment.
+    pub base_url: &'static str,
+    /// How the key is sent.
+    pub auth: AuthStyle,
+}
+
+/// Every provider Feen knows. Azure has no default base URL: each resource has its own, so an
+/// Azure key must carry `baseUrl`.
+pub const CATALOGUE: &[Provider] = &[
+    Provider { name: "openai", base_url: "https://api.openai.com", auth: AuthStyle::Bearer },
+    Provider { name: "anthropic", base_url: "https://api.anthropic.com", auth: AuthStyle::Anthropic },
+    Provider { name: "gemini", base_url: "https://generativelanguage.googleapis.com", auth: AuthStyle::GoogApiKey },
+    Provider { name: "azure", base_url: "", auth: AuthStyle::AzureApiKey },
+    Provider { name: "mistral", base_url: "https://api.mistral.ai", auth: AuthStyle::Bearer },
+    Provider { name: "groq", base_url: "https://api.groq.com/openai", auth: AuthStyle::Bearer },
+    Provider { name: "together", base_url: "https://api.together.xyz", auth: AuthStyle::Bearer },
+    Provider { name: "cohere", base_url: "https://api.cohere.com", auth: AuthStyle::Bearer },
+    Provider { name: "deepseek", base_url: "https://api.deepseek.com", auth: AuthStyle::Bearer },
+    Provider { name: "xai", base_url: "https://api.x.ai", auth: AuthStyle::Bearer },
+    Provider { name: "openrouter", base_url: "https://openrouter.ai/api", auth: AuthStyle::Bearer },
+    Provider { name: "fireworks", base_url: "https://api.fireworks.ai/inference", auth: AuthStyle::Bearer },
+    Provider { name: "perplexity", base_url: "https://api.perplexity.ai", auth: AuthStyle::Bearer },
+    Provider { name: "huggingface", base_url: "https://router.huggingface.co", auth: AuthStyle::Bearer },
+    Provider { name: "replicate", base_url: "https://api.replicate.com", auth: AuthStyle::Bearer },
+];
+
+/// Looks a provider up by its catalogue name.
+pub fn find(name: &str) -> Option<&'static Provider> {
+    CATALOGUE.iter().find(|p| p.name == name)
+}
+
+/// The headers in which clients send a provider key, and so in which a Feen token may arrive.
+/// All of them are removed before forwarding.
+pub const CREDENTIAL_HEADERS: &[&str] = &["authorization", "x-api-key", "x-goog-api-key", "api-key"];
+
+/// Headers never forwarded upstream: hop-by-hop headers, the client's host, its cookies, and
+/// anything naming the client's network position.
+const STRIPPED_REQUEST_HEADERS: &[&str] = &[
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "cookie",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+    "cf-connecting-ip",
+];
+
+/// The Feen token presented with a request, from whichever credential header the client's SDK
+/// uses (`Authorization: Bearer`, `x-api-key`, `x-goog-api-key`, `api-key`).
+pub fn presented_token(headers: &HeaderMap) -> Option<&str> {
+    if let Some(auth) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let (scheme, token) = auth.split_once(' ')?;
+        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim());
+    }
+    CREDENTIAL_HEADERS[1..]
+        .iter()
+        .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
+        .map(str::trim)
+}
+
+/// Turns the client's headers into the upstream's: drops credentials and hop-by-hop headers,
+/// then adds the real key in the provider's style.
+pub fn upstream_headers(client: &HeaderMap, auth: AuthStyle, key: &SecretString) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(client.len() + 2);
+    for (name, value) in client {
+        let lower = name.as_str();
+        if CREDENTIAL_HEADERS.contains(&lower) || STRIPPED_REQUEST_HEADERS.contains(&lower) {
+            continue;
+        }
+        headers.append(name.clone(), value.clone());
+    }
+    let Ok(mut secret) = HeaderValue::from_str(key.expose()) else { return headers };
+    secret.set_sensitive(true);
+    match auth {
+        AuthStyle::Bearer => {
+            if let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {}", key.expose())) {
+                value.set_sensitive(true);
+                headers.insert(AUTHORIZATION, value);
+            }
+        }
+        AuthStyle::Anthropic => {
+            headers.insert(HeaderName::from_static("x-api-key"), secret);
+            headers
+                .entry(HeaderName::from_static("anthropic-version"))
+                .or_insert(HeaderValue::from_static(DEFAULT_ANTHROPIC_VERSION));
+        }
+        AuthStyle::GoogApiKey => {
+            headers.insert(HeaderName::from_static("x-goog-api-key"), secret);
+        }
+        AuthStyle::AzureApiKey => {
+            headers.insert(HeaderName::from_static("api-key"), secret);
+        }
+    }
+    headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_str(value).expect("valid header"));
+        }
+        map
+    }
+
+    #[test]
+    fn token_is_read_from_every_sdk_header() {
+        let cases: &[(&[(&'static str, &str)], Option<&str>)] = &[
+            (&[("authorization", "Bearer feen_abc")], Some("feen_abc")),
+            (&[("authorization", "bearer  feen_abc ")], Some("feen_abc")),
+            (&[("x-api-key", "feen_abc")], Some("feen_abc")),
+            (&[("x-goog-api-key", "feen_abc")], Some("feen_abc")),
+            (&[("api-key", "feen_abc")], Some("feen_abc")),
+            (&[("authorization", "Basic Zm9v")], None),
+            (&[], None),
+        ];
+        for (pairs, expected) in cases {
+            assert_eq!(presented_token(&headers(pairs)), *expected, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn upstream_gets_the_real_key_in_its_own_style_and_no_feen_token() {
+        let client = headers(&[
+            ("authorization", "Bearer feen_abc"),
+            ("x-api-key", "feen_abc"),
+            ("content-type", "application/json"),
+            ("cookie", "feen_access=1"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("host", "feen.example"),
+        ]);
+        let key = SecretString::new("sk-real".into());
+        let cases = [
+            (AuthStyle::Bearer, "authorization", "Bearer sk-real"),
+            (AuthStyle::Anthropic, "x-api-key", "sk-real"),
+            (AuthStyle::GoogApiKey, "x-goog-api-key", "sk-real"),
+            (AuthStyle::AzureApiKey, "api-key", "sk-real"),
+        ];
+        for (style, header, value) in cases {
+            let out = upstream_headers(&client, style, &key);
+            assert_eq!(out.get(header).and_then(|v| v.to_str().ok()), Some(value), "{style:?}");
+            assert!(out.values().all(|v| v.to_str().map(|s| !s.contains("feen_abc")).unwrap_or(true)), "{style:?}");
+            for gone in ["cookie", "x-forwarded-for", "host"] {
+                assert!(out.get(gone).is_none(), "{style:?} kept {gone}");
+            }
+            assert_eq!(out.get("content-type").and_then(|v| v.to_str().ok()), Some("application/json"));
+        }
+    }
+
+    #[test]
+    fn anthropic_version_is_defaulted_but_a_clients_choice_is_kept() {
+        let key = SecretString::new("k".into());
+        let out = upstream_headers(&HeaderMap::new(), AuthStyle::Anthropic, &key);
+        assert_eq!(out.get("anthropic-version").and_then(|v| v.to_str().ok()), Some(DEFAULT_ANTHROPIC_VERSION));
+        let out = upstream_headers(&headers(&[("anthropic-version", "2024-01-01")]), AuthStyle::Anthropic, &key);
+        assert_eq!(out.get("anthropic-version").and_then(|v| v.to_str().ok()), Some("2024-01-01"));
+    }
+
+    #[test]
+    fn catalogue_names_are_unique_and_found() {
+        for provider in CATALOGUE {
+            assert_eq!(find(provider.name), Some(provider));
+            assert_eq!(CATALOGUE.iter().filter(|p| p.name == provider.name).count(), 1);
+        }
+        assert_eq!(find("nope"), None);
+    }
+}
