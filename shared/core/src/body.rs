@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_core::Stream;
+use sync_wrapper::SyncWrapper;
 
 /// An error from a streamed body (the upstream went away, the client disconnected, ...).
 pub type StreamError = Box<dyn std::error::Error + Send + Sync>;
@@ -26,8 +27,9 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, StreamError>>>>;
 pub enum Body {
     /// The whole body is in memory (possibly empty).
     Full(Bytes),
-    /// The body arrives chunk by chunk.
-    Stream(ByteStream),
+    /// The body arrives chunk by chunk. The wrapper makes the body `Sync` (it is only ever
+    /// polled through `&mut`), so handlers may hold `&Request` across an `.await`.
+    Stream(SyncWrapper<ByteStream>),
 }
 
 impl Body {
@@ -42,7 +44,7 @@ impl Body {
     where
         S: Stream<Item = Result<Bytes, StreamError>> + Send + 'static,
     {
-        Body::Stream(Box::pin(stream))
+        Body::Stream(SyncWrapper::new(Box::pin(stream)))
     }
 
     /// A body from a stream of chunks.
@@ -51,7 +53,7 @@ impl Body {
     where
         S: Stream<Item = Result<Bytes, StreamError>> + 'static,
     {
-        Body::Stream(Box::pin(stream))
+        Body::Stream(SyncWrapper::new(Box::pin(stream)))
     }
 
     /// Reads the whole body, refusing more than `limit` bytes (the caller turns `None` into a
@@ -60,8 +62,9 @@ impl Body {
         match self {
             Body::Full(bytes) if bytes.len() > limit => Err(CollectError::TooLarge),
             Body::Full(bytes) => Ok(bytes),
-            Body::Stream(mut stream) => {
+            Body::Stream(stream) => {
                 use futures_util::StreamExt;
+                let mut stream = stream.into_inner();
                 let mut buf = Vec::new();
                 while let Some(chunk) = stream.next().await {
                     let chunk = chunk.map_err(|e| CollectError::Stream(e.to_string()))?;
@@ -135,7 +138,7 @@ impl Stream for Body {
         match this {
             Body::Full(bytes) if bytes.is_empty() => Poll::Ready(None),
             Body::Full(bytes) => Poll::Ready(Some(Ok(std::mem::take(bytes)))),
-            Body::Stream(stream) => stream.as_mut().poll_next(cx),
+            Body::Stream(stream) => stream.get_mut().as_mut().poll_next(cx),
         }
     }
 }

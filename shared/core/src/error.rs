@@ -16,10 +16,16 @@ pub enum Error {
     BadRequest(String),
     /// A field is present but its value is not acceptable.
     #[error("{field}: {message}")]
-    Validation { field: &'static str, message: String },
+    Validation {
+        field: &'static str,
+        message: String,
+    },
     /// No credentials, or credentials that are not (or no longer) valid.
     #[error("{message}")]
-    Unauthorized { code: &'static str, message: &'static str },
+    Unauthorized {
+        code: &'static str,
+        message: &'static str,
+    },
     /// The caller is known but may not do this (policy refusals carry their own code).
     #[error("{message}")]
     Forbidden { code: &'static str, message: String },
@@ -37,7 +43,11 @@ pub enum Error {
     PayloadTooLarge { limit: usize },
     /// A limit was hit. `retry_after_secs` becomes the `Retry-After` header.
     #[error("{message}")]
-    RateLimited { code: &'static str, message: String, retry_after_secs: u64 },
+    RateLimited {
+        code: &'static str,
+        message: String,
+        retry_after_secs: u64,
+    },
     /// A dependency (database, counter store) is unreachable: fail closed.
     #[error("service temporarily unavailable")]
     Unavailable { detail: String },
@@ -52,17 +62,25 @@ pub enum Error {
 impl Error {
     /// A validation error for one field.
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        Error::Validation { field, message: message.into() }
+        Error::Validation {
+            field,
+            message: message.into(),
+        }
     }
 
     /// An internal error; `detail` is for the log only.
     pub fn internal(detail: impl Into<String>) -> Self {
-        Error::Internal { detail: detail.into() }
+        Error::Internal {
+            detail: detail.into(),
+        }
     }
 
     /// The caller must authenticate.
     pub fn unauthenticated() -> Self {
-        Error::Unauthorized { code: "unauthenticated", message: "authentication required" }
+        Error::Unauthorized {
+            code: "unauthenticated",
+            message: "authentication required",
+        }
     }
 
     /// The HTTP status for this error. This is the only place statuses are chosen for errors.
@@ -129,9 +147,9 @@ impl Error {
     /// What may be written to the log about this error (never sent to the client).
     pub fn log_detail(&self) -> Option<&str> {
         match self {
-            Error::Unavailable { detail } | Error::Upstream { detail } | Error::Internal { detail } => {
-                Some(detail)
-            }
+            Error::Unavailable { detail }
+            | Error::Upstream { detail }
+            | Error::Internal { detail } => Some(detail),
             _ => None,
         }
     }
@@ -163,7 +181,10 @@ mod tests {
         assert!(!body.contains("hunter2"));
         assert!(!body.contains("10.0.0.3"));
         assert_eq!(err.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(err.log_detail(), Some("connection to 10.0.0.3 refused: password=hunter2"));
+        assert_eq!(
+            err.log_detail(),
+            Some("connection to 10.0.0.3 refused: password=hunter2")
+        );
     }
 
     #[test]
@@ -172,14 +193,41 @@ mod tests {
             (Error::BadRequest("x".into()), 400, "bad_request"),
             (Error::invalid("name", "too long"), 400, "validation_failed"),
             (Error::unauthenticated(), 401, "unauthenticated"),
-            (Error::Forbidden { code: "model_not_allowed", message: "m".into() }, 403, "model_not_allowed"),
+            (
+                Error::Forbidden {
+                    code: "model_not_allowed",
+                    message: "m".into(),
+                },
+                403,
+                "model_not_allowed",
+            ),
             (Error::NotFound("key"), 404, "not_found"),
             (Error::Conflict("taken".into()), 409, "conflict"),
             (Error::MethodNotAllowed, 405, "method_not_allowed"),
-            (Error::PayloadTooLarge { limit: 10 }, 413, "payload_too_large"),
-            (Error::RateLimited { code: "rate_limited", message: "m".into(), retry_after_secs: 3 }, 429, "rate_limited"),
-            (Error::Unavailable { detail: "d".into() }, 503, "service_unavailable"),
-            (Error::Upstream { detail: "d".into() }, 502, "upstream_unreachable"),
+            (
+                Error::PayloadTooLarge { limit: 10 },
+                413,
+                "payload_too_large",
+            ),
+            (
+                Error::RateLimited {
+                    code: "rate_limited",
+                    message: "m".into(),
+                    retry_after_secs: 3,
+                },
+                429,
+                "rate_limited",
+            ),
+            (
+                Error::Unavailable { detail: "d".into() },
+                503,
+                "service_unavailable",
+            ),
+            (
+                Error::Upstream { detail: "d".into() },
+                502,
+                "upstream_unreachable",
+            ),
             (Error::internal("d"), 500, "internal_error"),
         ];
         for (err, status, code) in cases {

@@ -98,7 +98,14 @@ mod tests {
 
     #[test]
     fn malformed_ids_are_refused() {
-        for text in ["", "key_", "key_short", "key_01HZZZZZZZZZZZZZZZZZZZZZZ!", "KEY_01HZZZZZZZZZZZZZZZZZZZZZZZ", "key_01hzzzzzzzzzzzzzzzzzzzzz"] {
+        for text in [
+            "",
+            "key_",
+            "key_short",
+            "key_01HZZZZZZZZZZZZZZZZZZZZZZ!",
+            "KEY_01HZZZZZZZZZZZZZZZZZZZZZZZ",
+            "key_01hzzzzzzzzzzzzzzzzzzzzz",
+        ] {
             assert_eq!(KeyId::parse(text), None, "{text}");
         }
     }

@@ -15,6 +15,7 @@ pub mod netguard;
 pub mod ports;
 pub mod providers;
 pub mod secret;
+pub mod timefmt;
 pub mod usage;
 pub mod validate;
 

@@ -66,7 +66,12 @@ pub fn windows(share: &ShareId, policy: &Policy, now_ms: i64) -> Vec<Window> {
             });
         }
     };
-    push(LimitKind::RequestsPerMinute, "rpm", MINUTE_MS, policy.rate_limit);
+    push(
+        LimitKind::RequestsPerMinute,
+        "rpm",
+        MINUTE_MS,
+        policy.rate_limit,
+    );
     push(LimitKind::RequestsPerDay, "rpd", DAY_MS, policy.daily_limit);
     out
 }
@@ -92,7 +97,10 @@ pub fn refusal(window: &Window, now_ms: i64) -> Error {
 /// Checks the parts of the policy that need no counter: expiry and the model.
 pub fn check_request(policy: &Policy, model: Option<&str>, now_ms: i64) -> Result<(), Error> {
     if policy.expires_at_ms.is_some_and(|at| now_ms >= at) {
-        return Err(Error::Unauthorized { code: "token_expired", message: "this Feen token has expired" });
+        return Err(Error::Unauthorized {
+            code: "token_expired",
+            message: "this Feen token has expired",
+        });
     }
     if policy.allowed_models.is_empty() {
         return Ok(());
@@ -103,7 +111,11 @@ pub fn check_request(policy: &Policy, model: Option<&str>, now_ms: i64) -> Resul
             message: "this Feen token is limited to certain models; the request names none".into(),
         });
     };
-    if policy.allowed_models.iter().any(|pattern| glob_match(pattern, model)) {
+    if policy
+        .allowed_models
+        .iter()
+        .any(|pattern| glob_match(pattern, model))
+    {
         Ok(())
     } else {
         Err(Error::Forbidden {
@@ -145,7 +157,11 @@ mod tests {
 
     #[test]
     fn windows_exist_only_for_set_limits() {
-        let policy = Policy { rate_limit: Some(5), daily_limit: None, ..Policy::default() };
+        let policy = Policy {
+            rate_limit: Some(5),
+            daily_limit: None,
+            ..Policy::default()
+        };
         let w = windows(&share(), &policy, NOW);
         assert_eq!(w.len(), 1);
         assert_eq!(w[0].kind, LimitKind::RequestsPerMinute);
@@ -157,7 +173,11 @@ mod tests {
 
     #[test]
     fn keys_change_with_the_window() {
-        let policy = Policy { rate_limit: Some(1), daily_limit: Some(1), ..Policy::default() };
+        let policy = Policy {
+            rate_limit: Some(1),
+            daily_limit: Some(1),
+            ..Policy::default()
+        };
         let a = windows(&share(), &policy, NOW);
         let b = windows(&share(), &policy, NOW + 60_000);
         assert_ne!(a[0].counter.key, b[0].counter.key);
@@ -166,10 +186,21 @@ mod tests {
 
     #[test]
     fn refusals_say_when_to_retry() {
-        let policy = Policy { rate_limit: Some(2), daily_limit: Some(9), ..Policy::default() };
+        let policy = Policy {
+            rate_limit: Some(2),
+            daily_limit: Some(9),
+            ..Policy::default()
+        };
         let w = windows(&share(), &policy, NOW);
         let rpm = refusal(&w[0], NOW);
-        assert!(matches!(rpm, Error::RateLimited { retry_after_secs: 30, code: "rate_limit_exceeded", .. }));
+        assert!(matches!(
+            rpm,
+            Error::RateLimited {
+                retry_after_secs: 30,
+                code: "rate_limit_exceeded",
+                ..
+            }
+        ));
         let rpd = refusal(&w[1], NOW);
         assert_eq!(rpd.code(), "daily_limit_exceeded");
         assert_eq!(rpd.status().as_u16(), 429);
@@ -180,12 +211,54 @@ mod tests {
         let models = |m: &[&str]| m.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let cases: Vec<(Policy, Option<&str>, Option<&str>)> = vec![
             (Policy::default(), None, None),
-            (Policy { expires_at_ms: Some(NOW + 1), ..Policy::default() }, None, None),
-            (Policy { expires_at_ms: Some(NOW), ..Policy::default() }, None, Some("token_expired")),
-            (Policy { allowed_models: models(&["gpt-4o-mini"]), ..Policy::default() }, Some("gpt-4o-mini"), None),
-            (Policy { allowed_models: models(&["gpt-4o-mini"]), ..Policy::default() }, Some("gpt-4o"), Some("model_not_allowed")),
-            (Policy { allowed_models: models(&["claude-*"]), ..Policy::default() }, Some("claude-3-haiku"), None),
-            (Policy { allowed_models: models(&["claude-*"]), ..Policy::default() }, None, Some("model_required")),
+            (
+                Policy {
+                    expires_at_ms: Some(NOW + 1),
+                    ..Policy::default()
+                },
+                None,
+                None,
+            ),
+            (
+                Policy {
+                    expires_at_ms: Some(NOW),
+                    ..Policy::default()
+                },
+                None,
+                Some("token_expired"),
+            ),
+            (
+                Policy {
+                    allowed_models: models(&["gpt-4o-mini"]),
+                    ..Policy::default()
+                },
+                Some("gpt-4o-mini"),
+                None,
+            ),
+            (
+                Policy {
+                    allowed_models: models(&["gpt-4o-mini"]),
+                    ..Policy::default()
+                },
+                Some("gpt-4o"),
+                Some("model_not_allowed"),
+            ),
+            (
+                Policy {
+                    allowed_models: models(&["claude-*"]),
+                    ..Policy::default()
+                },
+                Some("claude-3-haiku"),
+                None,
+            ),
+            (
+                Policy {
+                    allowed_models: models(&["claude-*"]),
+                    ..Policy::default()
+                },
+                None,
+                Some("model_required"),
+            ),
         ];
         for (policy, model, expected) in cases {
             let got = check_request(&policy, model, NOW).err().map(|e| e.code());

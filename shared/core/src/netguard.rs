@@ -18,8 +18,12 @@ pub fn check_base_url(text: &str, allow_private: bool) -> Result<String, Error> 
     if text.len() > 2048 {
         return Err(bad("must be at most 2048 characters"));
     }
-    let uri: http::Uri = text.parse().map_err(|_| bad("must be an absolute http(s) URL"))?;
-    let scheme = uri.scheme_str().ok_or_else(|| bad("must be an absolute http(s) URL"))?;
+    let uri: http::Uri = text
+        .parse()
+        .map_err(|_| bad("must be an absolute http(s) URL"))?;
+    let scheme = uri
+        .scheme_str()
+        .ok_or_else(|| bad("must be an absolute http(s) URL"))?;
     match scheme {
         "https" => {}
         "http" if allow_private => {}
@@ -38,7 +42,9 @@ pub fn check_base_url(text: &str, allow_private: bool) -> Result<String, Error> 
         return Err(bad("must name a host"));
     }
     if !allow_private && !is_public_host(host) {
-        return Err(bad("must not point at a private, loopback or link-local address"));
+        return Err(bad(
+            "must not point at a private, loopback or link-local address",
+        ));
     }
     Ok(text.trim_end_matches('/').to_owned())
 }
@@ -48,7 +54,9 @@ pub fn check_base_url(text: &str, allow_private: bool) -> Result<String, Error> 
 pub fn is_public_host(host: &str) -> bool {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        return v6.parse::<Ipv6Addr>().is_ok_and(|ip| is_public_ip(IpAddr::V6(ip)));
+        return v6
+            .parse::<Ipv6Addr>()
+            .is_ok_and(|ip| is_public_ip(IpAddr::V6(ip)));
     }
     match parse_ipv4_loose(&host) {
         Ipv4Parse::Address(ip) => return is_public_ip(IpAddr::V4(ip)),
@@ -62,7 +70,9 @@ pub fn is_public_host(host: &str) -> bool {
     host.split('.').all(|label| {
         !label.is_empty()
             && label.len() <= 63
-            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
             && !label.starts_with('-')
             && !label.ends_with('-')
     })
@@ -109,7 +119,12 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
 /// NAT64 (`64:ff9b::a.b.c.d`) IPv6 address.
 fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     let seg = ip.segments();
-    let tail = Ipv4Addr::new((seg[6] >> 8) as u8, seg[6] as u8, (seg[7] >> 8) as u8, seg[7] as u8);
+    let tail = Ipv4Addr::new(
+        (seg[6] >> 8) as u8,
+        seg[6] as u8,
+        (seg[7] >> 8) as u8,
+        seg[7] as u8,
+    );
     let mapped = seg[..5].iter().all(|&s| s == 0) && seg[5] == 0xffff;
     let compatible = seg[..6].iter().all(|&s| s == 0) && !ip.is_loopback() && !ip.is_unspecified();
     let nat64 = seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6].iter().all(|&s| s == 0);
@@ -127,7 +142,12 @@ enum Ipv4Parse {
 /// A host whose last part is numeric but which is not a valid address is `Invalid`.
 fn parse_ipv4_loose(host: &str) -> Ipv4Parse {
     let parts: Vec<&str> = host.split('.').collect();
-    let last = parts.iter().rev().find(|p| !p.is_empty()).copied().unwrap_or("");
+    let last = parts
+        .iter()
+        .rev()
+        .find(|p| !p.is_empty())
+        .copied()
+        .unwrap_or("");
     // The WHATWG URL rule: a host whose last label looks like a number is an IPv4 address,
     // valid or not.
     let hex_digits = last.strip_prefix("0x").or_else(|| last.strip_prefix("0X"));
@@ -136,7 +156,11 @@ fn parse_ipv4_loose(host: &str) -> Ipv4Parse {
     if !looks_numeric {
         return Ipv4Parse::NotNumeric;
     }
-    let parts: Vec<&str> = if host.ends_with('.') { parts[..parts.len() - 1].to_vec() } else { parts };
+    let parts: Vec<&str> = if host.ends_with('.') {
+        parts[..parts.len() - 1].to_vec()
+    } else {
+        parts
+    };
     if parts.is_empty() || parts.len() > 4 {
         return Ipv4Parse::Invalid;
     }
@@ -155,20 +179,23 @@ fn parse_ipv4_loose(host: &str) -> Ipv4Parse {
     for (i, n) in head.iter().enumerate() {
         value |= n << (8 * (3 - i));
     }
-    u32::try_from(value).map_or(Ipv4Parse::Invalid, |v| Ipv4Parse::Address(Ipv4Addr::from(v)))
+    u32::try_from(value).map_or(Ipv4Parse::Invalid, |v| {
+        Ipv4Parse::Address(Ipv4Addr::from(v))
+    })
 }
 
 fn parse_part(part: &str) -> Option<u64> {
     if part.is_empty() {
         return None;
     }
-    let (digits, radix) = if let Some(hex) = part.strip_prefix("0x").or_else(|| part.strip_prefix("0X")) {
-        (hex, 16)
-    } else if part.len() > 1 && part.starts_with('0') {
-        (&part[1..], 8)
-    } else {
-        (part, 10)
-    };
+    let (digits, radix) =
+        if let Some(hex) = part.strip_prefix("0x").or_else(|| part.strip_prefix("0X")) {
+            (hex, 16)
+        } else if part.len() > 1 && part.starts_with('0') {
+            (&part[1..], 8)
+        } else {
+            (part, 10)
+        };
     if digits.is_empty() {
         return (radix == 16).then_some(0);
     }
@@ -185,14 +212,43 @@ mod tests {
     #[test]
     fn loopback_and_private_hosts_are_refused_in_every_spelling() {
         let refused = [
-            "localhost", "LOCALHOST", "localhost.", "api.localhost",
-            "127.0.0.1", "127.1", "127.0.1", "2130706433", "0x7f000001", "0x7f.1", "0177.0.0.1",
-            "017700000001", "127.0.0.1.", "0", "0.0.0.0",
-            "10.0.0.1", "172.16.5.4", "192.168.1.1", "169.254.169.254", "100.64.0.1",
-            "[::1]", "[::]", "[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "[::ffff:169.254.169.254]",
-            "[fe80::1]", "[fd00::1]", "[fc00::1]", "[64:ff9b::7f00:1]", "[::127.0.0.1]",
-            "256.1.1.1", "1.2.3.4.5", "0x100000000", "1.2.3.08",
-            "bad_name.com", "-bad.com", "",
+            "localhost",
+            "LOCALHOST",
+            "localhost.",
+            "api.localhost",
+            "127.0.0.1",
+            "127.1",
+            "127.0.1",
+            "2130706433",
+            "0x7f000001",
+            "0x7f.1",
+            "0177.0.0.1",
+            "017700000001",
+            "127.0.0.1.",
+            "0",
+            "0.0.0.0",
+            "10.0.0.1",
+            "172.16.5.4",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "[::1]",
+            "[::]",
+            "[::ffff:127.0.0.1]",
+            "[::ffff:7f00:1]",
+            "[::ffff:169.254.169.254]",
+            "[fe80::1]",
+            "[fd00::1]",
+            "[fc00::1]",
+            "[64:ff9b::7f00:1]",
+            "[::127.0.0.1]",
+            "256.1.1.1",
+            "1.2.3.4.5",
+            "0x100000000",
+            "1.2.3.08",
+            "bad_name.com",
+            "-bad.com",
+            "",
         ];
         for host in refused {
             assert!(!is_public_host(host), "{host} must be refused");
@@ -201,7 +257,14 @@ mod tests {
 
     #[test]
     fn public_hosts_are_allowed() {
-        for host in ["api.openai.com", "8.8.8.8", "134744072", "[2606:4700::1111]", "my-gateway.example.org", "1e100.net"] {
+        for host in [
+            "api.openai.com",
+            "8.8.8.8",
+            "134744072",
+            "[2606:4700::1111]",
+            "my-gateway.example.org",
+            "1e100.net",
+        ] {
             assert!(is_public_host(host), "{host} must be allowed");
         }
     }
@@ -210,11 +273,21 @@ mod tests {
     fn base_urls_are_checked_and_normalised() {
         let ok = [
             ("https://api.example.com/", "https://api.example.com"),
-            ("https://my.openai.azure.com/openai", "https://my.openai.azure.com/openai"),
-            ("https://api.example.com:8443/v1/", "https://api.example.com:8443/v1"),
+            (
+                "https://my.openai.azure.com/openai",
+                "https://my.openai.azure.com/openai",
+            ),
+            (
+                "https://api.example.com:8443/v1/",
+                "https://api.example.com:8443/v1",
+            ),
         ];
         for (input, normal) in ok {
-            assert_eq!(check_base_url(input, false).ok().as_deref(), Some(normal), "{input}");
+            assert_eq!(
+                check_base_url(input, false).ok().as_deref(),
+                Some(normal),
+                "{input}"
+            );
         }
         let refused = [
             "http://api.example.com",
@@ -237,7 +310,12 @@ mod tests {
 
     #[test]
     fn dev_mode_allows_local_http_upstreams() {
-        assert_eq!(check_base_url("http://127.0.0.1:9999/", true).ok().as_deref(), Some("http://127.0.0.1:9999"));
+        assert_eq!(
+            check_base_url("http://127.0.0.1:9999/", true)
+                .ok()
+                .as_deref(),
+            Some("http://127.0.0.1:9999")
+        );
         assert!(check_base_url("ftp://127.0.0.1", true).is_err());
     }
 }

@@ -74,7 +74,8 @@ impl Row {
     /// Column `i` as an integer. Drivers that return integers as text (SQL over HTTP) are
     /// accepted too.
     pub fn int(&self, i: usize) -> Result<i64, DbError> {
-        self.opt_int(i)?.ok_or_else(|| DbError::Decode(format!("column {i} is NULL")))
+        self.opt_int(i)?
+            .ok_or_else(|| DbError::Decode(format!("column {i} is NULL")))
     }
 
     /// Column `i` as an integer, or `None` when NULL.
@@ -82,16 +83,18 @@ impl Row {
         match self.0.get(i) {
             Some(Value::Int(v)) => Ok(*v),
             Some(Value::Text(None)) => Ok(None),
-            Some(Value::Text(Some(t))) => {
-                t.parse().map(Some).map_err(|_| DbError::Decode(format!("column {i} is not an integer")))
-            }
+            Some(Value::Text(Some(t))) => t
+                .parse()
+                .map(Some)
+                .map_err(|_| DbError::Decode(format!("column {i} is not an integer"))),
             None => Err(DbError::Decode(format!("no column {i}"))),
         }
     }
 
     /// Column `i` as text.
     pub fn text(&self, i: usize) -> Result<String, DbError> {
-        self.opt_text(i)?.ok_or_else(|| DbError::Decode(format!("column {i} is NULL")))
+        self.opt_text(i)?
+            .ok_or_else(|| DbError::Decode(format!("column {i} is NULL")))
     }
 
     /// Column `i` as text, or `None` when NULL.

@@ -36,21 +36,81 @@ pub struct Provider {
 /// Every provider Feen knows. Azure has no default base URL: each resource has its own, so an
 /// Azure key must carry `baseUrl`.
 pub const CATALOGUE: &[Provider] = &[
-    Provider { name: "openai", base_url: "https://api.openai.com", auth: AuthStyle::Bearer },
-    Provider { name: "anthropic", base_url: "https://api.anthropic.com", auth: AuthStyle::Anthropic },
-    Provider { name: "gemini", base_url: "https://generativelanguage.googleapis.com", auth: AuthStyle::GoogApiKey },
-    Provider { name: "azure", base_url: "", auth: AuthStyle::AzureApiKey },
-    Provider { name: "mistral", base_url: "https://api.mistral.ai", auth: AuthStyle::Bearer },
-    Provider { name: "groq", base_url: "https://api.groq.com/openai", auth: AuthStyle::Bearer },
-    Provider { name: "together", base_url: "https://api.together.xyz", auth: AuthStyle::Bearer },
-    Provider { name: "cohere", base_url: "https://api.cohere.com", auth: AuthStyle::Bearer },
-    Provider { name: "deepseek", base_url: "https://api.deepseek.com", auth: AuthStyle::Bearer },
-    Provider { name: "xai", base_url: "https://api.x.ai", auth: AuthStyle::Bearer },
-    Provider { name: "openrouter", base_url: "https://openrouter.ai/api", auth: AuthStyle::Bearer },
-    Provider { name: "fireworks", base_url: "https://api.fireworks.ai/inference", auth: AuthStyle::Bearer },
-    Provider { name: "perplexity", base_url: "https://api.perplexity.ai", auth: AuthStyle::Bearer },
-    Provider { name: "huggingface", base_url: "https://router.huggingface.co", auth: AuthStyle::Bearer },
-    Provider { name: "replicate", base_url: "https://api.replicate.com", auth: AuthStyle::Bearer },
+    Provider {
+        name: "openai",
+        base_url: "https://api.openai.com",
+        auth: AuthStyle::Bearer,
+    },
+    Provider {
+        name: "anthropic",
+        base_url: "https://api.anthropic.com",
+        auth: AuthStyle::Anthropic,
+    },
+    Provider {
+        name: "gemini",
+        base_url: "https://generativelanguage.googleapis.com",
+        auth: AuthStyle::GoogApiKey,
+    },
+    Provider {
+        name: "azure",
+        base_url: "",
+        auth: AuthStyle::AzureApiKey,
+    },
+    Provider {
+        name: "mistral",
+        base_url: "https://api.mistral.ai",
+        auth: AuthStyle::Bearer,
+    },
+    Provider {
+        name: "groq",
+        base_url: "https://api.groq.com/openai",
+        auth: AuthStyle::Bearer,
+    },
+    Provider {
+        name: "together",
+        base_url: "https://api.together.xyz",
+        auth: AuthStyle::Bearer,
+    },
+    Provider {
+        name: "cohere",
+        base_url: "https://api.cohere.com",
+        auth: AuthStyle::Bearer,
+    },
+    Provider {
+        name: "deepseek",
+        base_url: "https://api.deepseek.com",
+        auth: AuthStyle::Bearer,
+    },
+    Provider {
+        name: "xai",
+        base_url: "https://api.x.ai",
+        auth: AuthStyle::Bearer,
+    },
+    Provider {
+        name: "openrouter",
+        base_url: "https://openrouter.ai/api",
+        auth: AuthStyle::Bearer,
+    },
+    Provider {
+        name: "fireworks",
+        base_url: "https://api.fireworks.ai/inference",
+        auth: AuthStyle::Bearer,
+    },
+    Provider {
+        name: "perplexity",
+        base_url: "https://api.perplexity.ai",
+        auth: AuthStyle::Bearer,
+    },
+    Provider {
+        name: "huggingface",
+        base_url: "https://router.huggingface.co",
+        auth: AuthStyle::Bearer,
+    },
+    Provider {
+        name: "replicate",
+        base_url: "https://api.replicate.com",
+        auth: AuthStyle::Bearer,
+    },
 ];
 
 /// Looks a provider up by its catalogue name.
@@ -60,7 +120,8 @@ pub fn find(name: &str) -> Option<&'static Provider> {
 
 /// The headers in which clients send a provider key, and so in which a Feen token may arrive.
 /// All of them are removed before forwarding.
-pub const CREDENTIAL_HEADERS: &[&str] = &["authorization", "x-api-key", "x-goog-api-key", "api-key"];
+pub const CREDENTIAL_HEADERS: &[&str] =
+    &["authorization", "x-api-key", "x-goog-api-key", "api-key"];
 
 /// Headers never forwarded upstream: hop-by-hop headers, the client's host, its cookies, and
 /// anything naming the client's network position.
@@ -108,7 +169,9 @@ pub fn upstream_headers(client: &HeaderMap, auth: AuthStyle, key: &SecretString)
         }
         headers.append(name.clone(), value.clone());
     }
-    let Ok(mut secret) = HeaderValue::from_str(key.expose()) else { return headers };
+    let Ok(mut secret) = HeaderValue::from_str(key.expose()) else {
+        return headers;
+    };
     secret.set_sensitive(true);
     match auth {
         AuthStyle::Bearer => {
@@ -180,12 +243,23 @@ mod tests {
         ];
         for (style, header, value) in cases {
             let out = upstream_headers(&client, style, &key);
-            assert_eq!(out.get(header).and_then(|v| v.to_str().ok()), Some(value), "{style:?}");
-            assert!(out.values().all(|v| v.to_str().map(|s| !s.contains("feen_abc")).unwrap_or(true)), "{style:?}");
+            assert_eq!(
+                out.get(header).and_then(|v| v.to_str().ok()),
+                Some(value),
+                "{style:?}"
+            );
+            assert!(
+                out.values()
+                    .all(|v| v.to_str().map(|s| !s.contains("feen_abc")).unwrap_or(true)),
+                "{style:?}"
+            );
             for gone in ["cookie", "x-forwarded-for", "host"] {
                 assert!(out.get(gone).is_none(), "{style:?} kept {gone}");
             }
-            assert_eq!(out.get("content-type").and_then(|v| v.to_str().ok()), Some("application/json"));
+            assert_eq!(
+                out.get("content-type").and_then(|v| v.to_str().ok()),
+                Some("application/json")
+            );
         }
     }
 
@@ -193,16 +267,29 @@ mod tests {
     fn anthropic_version_is_defaulted_but_a_clients_choice_is_kept() {
         let key = SecretString::new("k".into());
         let out = upstream_headers(&HeaderMap::new(), AuthStyle::Anthropic, &key);
-        assert_eq!(out.get("anthropic-version").and_then(|v| v.to_str().ok()), Some(DEFAULT_ANTHROPIC_VERSION));
-        let out = upstream_headers(&headers(&[("anthropic-version", "2024-01-01")]), AuthStyle::Anthropic, &key);
-        assert_eq!(out.get("anthropic-version").and_then(|v| v.to_str().ok()), Some("2024-01-01"));
+        assert_eq!(
+            out.get("anthropic-version").and_then(|v| v.to_str().ok()),
+            Some(DEFAULT_ANTHROPIC_VERSION)
+        );
+        let out = upstream_headers(
+            &headers(&[("anthropic-version", "2024-01-01")]),
+            AuthStyle::Anthropic,
+            &key,
+        );
+        assert_eq!(
+            out.get("anthropic-version").and_then(|v| v.to_str().ok()),
+            Some("2024-01-01")
+        );
     }
 
     #[test]
     fn catalogue_names_are_unique_and_found() {
         for provider in CATALOGUE {
             assert_eq!(find(provider.name), Some(provider));
-            assert_eq!(CATALOGUE.iter().filter(|p| p.name == provider.name).count(), 1);
+            assert_eq!(
+                CATALOGUE.iter().filter(|p| p.name == provider.name).count(),
+                1
+            );
         }
         assert_eq!(find("nope"), None);
     }

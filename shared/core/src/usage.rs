@@ -94,7 +94,10 @@ impl Usage {
 /// for all of them: Anthropic's `message_delta` carries the final output count, OpenAI's last
 /// chunk carries the totals, Gemini repeats cumulative counts.
 pub fn usage_from_json(doc: &Json) -> Usage {
-    let mut usage = Usage { model: doc.get("model").and_then(Json::as_str).map(str::to_owned), ..Usage::default() };
+    let mut usage = Usage {
+        model: doc.get("model").and_then(Json::as_str).map(str::to_owned),
+        ..Usage::default()
+    };
     let candidates = [
         doc.get("usage"),
         doc.pointer("/message/usage"),
@@ -126,7 +129,9 @@ pub fn usage_from_json(doc: &Json) -> Usage {
 }
 
 fn count(block: &Json, names: &[&str]) -> Option<u64> {
-    names.iter().find_map(|n| block.get(*n).and_then(Json::as_u64))
+    names
+        .iter()
+        .find_map(|n| block.get(*n).and_then(Json::as_u64))
 }
 
 /// The body format a parser expects.
@@ -143,7 +148,12 @@ pub enum Format {
 impl Format {
     /// The format for a response `Content-Type`.
     pub fn from_content_type(content_type: &str) -> Self {
-        let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let mime = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         match mime.as_str() {
             "text/event-stream" => Format::Sse,
             "application/json" => Format::Json,
@@ -169,7 +179,12 @@ pub struct UsageParser {
 impl UsageParser {
     /// A parser for a body of `format`.
     pub fn new(format: Format) -> Self {
-        Self { format, buf: Vec::new(), overflow: false, usage: Usage::default() }
+        Self {
+            format,
+            buf: Vec::new(),
+            overflow: false,
+            usage: Usage::default(),
+        }
     }
 
     /// Looks at the next chunk of the body.
@@ -211,7 +226,9 @@ impl UsageParser {
     }
 
     fn sse_line(&mut self, line: &[u8]) {
-        let Some(data) = line.strip_prefix(b"data:") else { return };
+        let Some(data) = line.strip_prefix(b"data:") else {
+            return;
+        };
         let data = data.strip_prefix(b" ").unwrap_or(data);
         if data.first() != Some(&b'{') {
             return; // `[DONE]`, keep-alives, empty data
@@ -250,7 +267,11 @@ mod tests {
     }
 
     fn usage(input: u64, output: u64, model: &str) -> Usage {
-        Usage { input_tokens: Some(input), output_tokens: Some(output), model: Some(model.into()) }
+        Usage {
+            input_tokens: Some(input),
+            output_tokens: Some(output),
+            model: Some(model.into()),
+        }
     }
 
     #[test]
@@ -295,7 +316,11 @@ mod tests {
         ];
         for (name, format, body, expected) in cases {
             for chunk in [1, 2, 7, 64, body.len()] {
-                assert_eq!(&parse_in_chunks(*format, body, chunk), expected, "{name}, chunk {chunk}");
+                assert_eq!(
+                    &parse_in_chunks(*format, body, chunk),
+                    expected,
+                    "{name}, chunk {chunk}"
+                );
             }
         }
     }
@@ -313,19 +338,32 @@ mod tests {
         for (format, body) in [
             (Format::Json, "not json"),
             (Format::Json, "{\"usage\":\"seven\"}"),
-            (Format::Sse, "data: [DONE]\n\n: keep-alive\n\ndata: {broken\n\n"),
+            (
+                Format::Sse,
+                "data: [DONE]\n\n: keep-alive\n\ndata: {broken\n\n",
+            ),
             (Format::Other, "{\"usage\":{\"prompt_tokens\":1}}"),
         ] {
             let seen = parse_in_chunks(format, body, 3);
-            assert_eq!((seen.input_tokens, seen.output_tokens), (None, None), "{body}");
+            assert_eq!(
+                (seen.input_tokens, seen.output_tokens),
+                (None, None),
+                "{body}"
+            );
         }
     }
 
     #[test]
     fn content_types_choose_the_format() {
-        assert_eq!(Format::from_content_type("text/event-stream; charset=utf-8"), Format::Sse);
+        assert_eq!(
+            Format::from_content_type("text/event-stream; charset=utf-8"),
+            Format::Sse
+        );
         assert_eq!(Format::from_content_type("application/json"), Format::Json);
-        assert_eq!(Format::from_content_type("Application/JSON; charset=utf-8"), Format::Json);
+        assert_eq!(
+            Format::from_content_type("Application/JSON; charset=utf-8"),
+            Format::Json
+        );
         assert_eq!(Format::from_content_type("text/plain"), Format::Other);
     }
 }

@@ -23,11 +23,18 @@ pub fn email(value: &str) -> Result<String, Error> {
     let email = value.trim().to_ascii_lowercase();
     let valid = email.len() <= 254
         && email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
         })
         && email.matches('@').count() == 1
         && !email.chars().any(|c| c.is_whitespace() || c.is_control());
-    if valid { Ok(email) } else { Err(Error::invalid("email", "must be an email address")) }
+    if valid {
+        Ok(email)
+    } else {
+        Err(Error::invalid("email", "must be an email address"))
+    }
 }
 
 /// A new password: 10 to 256 characters (NIST SP 800-63B: length over composition rules).
@@ -48,7 +55,10 @@ pub fn api_key(value: &str) -> Result<(), Error> {
         return Err(Error::invalid("apiKey", "must be 1 to 4096 characters"));
     }
     if !value.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(Error::invalid("apiKey", "must be printable ASCII without spaces"));
+        return Err(Error::invalid(
+            "apiKey",
+            "must be printable ASCII without spaces",
+        ));
     }
     Ok(())
 }
@@ -62,15 +72,31 @@ mod tests {
         for ok in ["a@b.co", " Ann@Example.ORG "] {
             assert!(email(ok).is_ok(), "{ok}");
         }
-        assert_eq!(email(" Ann@Example.ORG ").ok().as_deref(), Some("ann@example.org"));
-        for bad in ["", "a", "a@b", "@b.co", "a@@b.co", "a b@c.co", "a@.co", "a@co.", &format!("{}@b.co", "a".repeat(260))] {
+        assert_eq!(
+            email(" Ann@Example.ORG ").ok().as_deref(),
+            Some("ann@example.org")
+        );
+        for bad in [
+            "",
+            "a",
+            "a@b",
+            "@b.co",
+            "a@@b.co",
+            "a b@c.co",
+            "a@.co",
+            "a@co.",
+            &format!("{}@b.co", "a".repeat(260)),
+        ] {
             assert!(email(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn names_and_passwords_and_keys() {
-        assert_eq!(name("name", "  Team key ").ok().as_deref(), Some("Team key"));
+        assert_eq!(
+            name("name", "  Team key ").ok().as_deref(),
+            Some("Team key")
+        );
         for bad in ["", "   ", "a\u{0}b"] {
             assert!(name("name", bad).is_err(), "{bad:?}");
         }

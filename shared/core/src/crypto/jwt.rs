@@ -36,7 +36,9 @@ pub struct AccessKeys {
 impl AccessKeys {
     /// Keys from the session secret (at least 32 bytes of randomness).
     pub fn new(secret: &[u8]) -> Self {
-        Self { key: HS256Key::from_bytes(secret) }
+        Self {
+            key: HS256Key::from_bytes(secret),
+        }
     }
 
     /// A token for `user` in `session`, issued at `now_secs`.
@@ -51,7 +53,9 @@ impl AccessKeys {
             jwt_id: None,
             subject: Some(user.as_str().to_owned()),
             nonce: None,
-            custom: AccessClaims { sid: session.clone() },
+            custom: AccessClaims {
+                sid: session.clone(),
+            },
         };
         self.key.authenticate(claims).ok().map(SecretString::new)
     }
@@ -65,7 +69,10 @@ impl AccessKeys {
             max_token_length: Some(2048),
             ..Default::default()
         };
-        let claims = self.key.verify_token::<AccessClaims>(token, Some(options)).ok()?;
+        let claims = self
+            .key
+            .verify_token::<AccessClaims>(token, Some(options))
+            .ok()?;
         let user = UserId::parse(claims.subject.as_deref()?)?;
         Some(Access {
             user,
@@ -105,7 +112,9 @@ mod tests {
     #[test]
     fn token_from_another_key_or_tampered_is_refused() {
         let (user, session) = ids();
-        let token = AccessKeys::new(&[7; 32]).issue(&user, &session, NOW).expect("signs");
+        let token = AccessKeys::new(&[7; 32])
+            .issue(&user, &session, NOW)
+            .expect("signs");
         assert_eq!(AccessKeys::new(&[8; 32]).verify(token.expose(), NOW), None);
         let keys = AccessKeys::new(&[7; 32]);
         assert_eq!(keys.verify(&format!("{}x", token.expose()), NOW), None);

@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::aead::consts::U12;
+use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -73,13 +73,18 @@ impl KeyRing {
             let (version, key) = entry
                 .split_once(':')
                 .ok_or(KeyRingError::Malformed("each entry is version:base64key"))?;
-            let version: u32 =
-                version.trim().parse().map_err(|_| KeyRingError::Malformed("version is not a number"))?;
+            let version: u32 = version
+                .trim()
+                .parse()
+                .map_err(|_| KeyRingError::Malformed("version is not a number"))?;
             let bytes = Zeroizing::new(
-                B64.decode(key.trim()).map_err(|_| KeyRingError::Malformed("key is not base64"))?,
+                B64.decode(key.trim())
+                    .map_err(|_| KeyRingError::Malformed("key is not base64"))?,
             );
-            let key: [u8; 32] =
-                bytes.as_slice().try_into().map_err(|_| KeyRingError::Malformed("key is not 32 bytes"))?;
+            let key: [u8; 32] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| KeyRingError::Malformed("key is not 32 bytes"))?;
             if keys.insert(version, Zeroizing::new(key)).is_some() {
                 return Err(KeyRingError::Malformed("a version appears twice"));
             }
@@ -92,13 +97,18 @@ impl KeyRing {
 
     /// A ring with one key, version 1, from 32 fresh random bytes (first start of `feen serve`).
     pub fn from_single(key: [u8; 32]) -> Self {
-        Self { keys: BTreeMap::from([(1, Zeroizing::new(key))]) }
+        Self {
+            keys: BTreeMap::from([(1, Zeroizing::new(key))]),
+        }
     }
 
     /// The ring in `FEEN_KEYRING` format, for writing to the data directory.
     pub fn to_config_text(&self) -> Zeroizing<String> {
-        let entries: Vec<String> =
-            self.keys.iter().map(|(v, k)| format!("{v}:{}", B64.encode(k.as_slice()))).collect();
+        let entries: Vec<String> = self
+            .keys
+            .iter()
+            .map(|(v, k)| format!("{v}:{}", B64.encode(k.as_slice())))
+            .collect();
         Zeroizing::new(entries.join(","))
     }
 
@@ -108,7 +118,12 @@ impl KeyRing {
     }
 
     /// Seals `secret` for the row named by `binding`, with a fresh random `nonce`.
-    pub fn seal(&self, secret: &SecretString, binding: &str, nonce: [u8; NONCE_LEN]) -> SealedSecret {
+    pub fn seal(
+        &self,
+        secret: &SecretString,
+        binding: &str,
+        nonce: [u8; NONCE_LEN],
+    ) -> SealedSecret {
         let version = self.current_version();
         let Some(key) = self.keys.get(&version) else {
             // `parse` and `from_single` never build an empty ring.
@@ -116,8 +131,13 @@ impl KeyRing {
         };
         let cipher = Aes256Gcm::new(&(**key).into());
         let aad = aad(version, binding);
-        let payload = Payload { msg: secret.expose().as_bytes(), aad: aad.as_bytes() };
-        let sealed = cipher.encrypt(&Nonce::<U12>::from(nonce), payload).unwrap_or_default();
+        let payload = Payload {
+            msg: secret.expose().as_bytes(),
+            aad: aad.as_bytes(),
+        };
+        let sealed = cipher
+            .encrypt(&Nonce::<U12>::from(nonce), payload)
+            .unwrap_or_default();
         let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&sealed);
@@ -132,7 +152,10 @@ impl KeyRing {
             .and_then(|rest| rest.split_once('.'))
             .ok_or(KeyRingError::OpenFailed)?;
         let version: u32 = version.parse().map_err(|_| KeyRingError::OpenFailed)?;
-        let key = self.keys.get(&version).ok_or(KeyRingError::UnknownVersion(version))?;
+        let key = self
+            .keys
+            .get(&version)
+            .ok_or(KeyRingError::UnknownVersion(version))?;
         let bytes = B64.decode(body).map_err(|_| KeyRingError::OpenFailed)?;
         if bytes.len() < NONCE_LEN + 16 {
             return Err(KeyRingError::OpenFailed);
@@ -142,7 +165,13 @@ impl KeyRing {
         let cipher = Aes256Gcm::new(&(**key).into());
         let aad = aad(version, binding);
         let plain = cipher
-            .decrypt(&Nonce::<U12>::from(nonce), Payload { msg: ciphertext, aad: aad.as_bytes() })
+            .decrypt(
+                &Nonce::<U12>::from(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: aad.as_bytes(),
+                },
+            )
             .map_err(|_| KeyRingError::OpenFailed)?;
         let text = String::from_utf8(plain).map_err(|_| KeyRingError::OpenFailed)?;
         Ok(SecretString::new(text))
@@ -151,7 +180,9 @@ impl KeyRing {
 
 impl std::fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyRing").field("versions", &self.keys.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("KeyRing")
+            .field("versions", &self.keys.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -176,8 +207,14 @@ mod tests {
         let secret = SecretString::new("sk-test-abc".into());
         let sealed = ring.seal(&secret, "key_A", [9; NONCE_LEN]);
         assert!(!sealed.as_str().contains("sk-test"));
-        assert_eq!(ring.open(&sealed, "key_A").map(|s| s.expose().to_owned()), Ok("sk-test-abc".into()));
-        assert!(matches!(ring.open(&sealed, "key_B"), Err(KeyRingError::OpenFailed)));
+        assert_eq!(
+            ring.open(&sealed, "key_A").map(|s| s.expose().to_owned()),
+            Ok("sk-test-abc".into())
+        );
+        assert!(matches!(
+            ring.open(&sealed, "key_B"),
+            Err(KeyRingError::OpenFailed)
+        ));
     }
 
     #[test]
@@ -188,8 +225,14 @@ mod tests {
         assert_eq!(both.current_version(), 2);
         let sealed_new = both.seal(&SecretString::new("b".into()), "row", [2; NONCE_LEN]);
         assert_eq!(sealed_new.version(), Some(2));
-        assert_eq!(both.open(&sealed_old, "row").map(|s| s.expose().to_owned()), Ok("a".into()));
-        assert!(matches!(old.open(&sealed_new, "row"), Err(KeyRingError::UnknownVersion(2))));
+        assert_eq!(
+            both.open(&sealed_old, "row").map(|s| s.expose().to_owned()),
+            Ok("a".into())
+        );
+        assert!(matches!(
+            old.open(&sealed_new, "row"),
+            Err(KeyRingError::UnknownVersion(2))
+        ));
     }
 
     #[test]
@@ -197,17 +240,31 @@ mod tests {
         let ring = ring(K1);
         let sealed = ring.seal(&SecretString::new("secret".into()), "row", [3; NONCE_LEN]);
         let mut text = sealed.as_str().to_owned();
-        let last = text.pop().map(|c| if c == 'A' { 'B' } else { 'A' }).unwrap_or('A');
+        let last = text
+            .pop()
+            .map(|c| if c == 'A' { 'B' } else { 'A' })
+            .unwrap_or('A');
         text.push(last);
         assert!(ring.open(&SealedSecret::from_stored(text), "row").is_err());
         for junk in ["", "v1.", "v1.!!!", "vX.AAAA", "1.AAAA"] {
-            assert!(ring.open(&SealedSecret::from_stored(junk.into()), "row").is_err(), "{junk}");
+            assert!(
+                ring.open(&SealedSecret::from_stored(junk.into()), "row")
+                    .is_err(),
+                "{junk}"
+            );
         }
     }
 
     #[test]
     fn malformed_rings_are_refused() {
-        for text in ["", "1", "x:AAAA", "1:notbase64!", "1:AAAA", &format!("{K1},{K1}")] {
+        for text in [
+            "",
+            "1",
+            "x:AAAA",
+            "1:notbase64!",
+            "1:AAAA",
+            &format!("{K1},{K1}"),
+        ] {
             assert!(KeyRing::parse(text).is_err(), "{text}");
         }
     }

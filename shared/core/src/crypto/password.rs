@@ -37,7 +37,10 @@ pub fn verify(stored: &str, password: &SecretString) -> bool {
 /// A hash of a password nobody knows, verified against when an email is unknown, so that an
 /// unknown email and a wrong password take the same time.
 pub fn decoy_hash() -> String {
-    hash(&SecretString::new("feen-decoy-password".into()), [0x5a; SALT_LEN])
+    hash(
+        &SecretString::new("feen-decoy-password".into()),
+        [0x5a; SALT_LEN],
+    )
 }
 
 #[cfg(test)]

@@ -106,7 +106,10 @@ mod tests {
         let text = token.expose();
         assert_eq!(verify(TokenKind::Pat, text), None);
         let mut flipped = text.to_owned();
-        let last = flipped.pop().map(|c| if c == 'a' { 'b' } else { 'a' }).unwrap_or('a');
+        let last = flipped
+            .pop()
+            .map(|c| if c == 'a' { 'b' } else { 'a' })
+            .unwrap_or('a');
         flipped.push(last);
         let cases = [
             "",

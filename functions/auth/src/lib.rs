@@ -1,0 +1,401 @@
+//! The auth function (`/api/auth/*`): register, log in, log out, refresh, me, and personal
+//! access tokens.
+//!
+//! Sessions: a 15-minute access token (JWT) returned in the body for programs and set as an
+//! HttpOnly `SameSite=Strict` cookie for the dashboard, plus a 30-day refresh token that rotates
+//! on every use. Presenting a refresh token a second time is taken as theft: its whole session
+//! is revoked. Logging out revokes the session and remembers it in the counter store until its
+//! access tokens have expired, so they stop working on every replica at once.
+
+use feen_core::Error;
+use feen_core::crypto::jwt::ACCESS_TTL_SECS;
+use feen_core::crypto::password::{self, SALT_LEN};
+use feen_core::crypto::token::{self, TokenKind};
+use feen_core::ids::{PatId, SessionId, UserId};
+use feen_core::ports::{Admission, Counter};
+use feen_core::secret::SecretString;
+use feen_core::timefmt::to_rfc3339;
+use feen_core::validate;
+use feen_service::auth::{
+    ACCESS_COOKIE, Caller, REFRESH_COOKIE, authenticate, revoked_session_key,
+};
+use feen_service::request::{MAX_JSON_BODY, client_addr, cookie, future_time, json_body, segments};
+use feen_service::response::no_content;
+use feen_service::{Ctx, Req, Resp, json, respond};
+use feen_store::sessions::{self, Session};
+use feen_store::{tokens, users};
+use http::header::{HeaderValue, SET_COOKIE};
+use http::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+
+/// The path prefix this function serves.
+pub const PREFIX: &str = "/api/auth";
+
+const REFRESH_TTL_MS: i64 = 30 * 86_400_000;
+const IP_WINDOW_MS: i64 = 5 * 60_000;
+const IP_ATTEMPTS: u64 = 30;
+const ACCOUNT_WINDOW_MS: i64 = 15 * 60_000;
+const ACCOUNT_FAILURES: i64 = 10;
+
+/// Serves `/api/auth/*`.
+pub async fn handle(req: Req, ctx: &Ctx) -> Resp {
+    respond(route(req, ctx).await)
+}
+
+async fn route(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
+    let path = req.uri().path().to_owned();
+    let segs = segments(&path, PREFIX).ok_or(Error::NotFound("route"))?;
+    let method = req.method().clone();
+    match (segs.as_slice(), &method) {
+        (["register"], &Method::POST) => register(req, ctx).await,
+        (["login"], &Method::POST) => login(req, ctx).await,
+        (["logout"], &Method::POST) => logout(req, ctx).await,
+        (["refresh"], &Method::POST) => refresh(req, ctx).await,
+        (["me"], &Method::GET) => me(req, ctx).await,
+        (["tokens"], &Method::GET) => list_pats(req, ctx).await,
+        (["tokens"], &Method::POST) => create_pat(req, ctx).await,
+        (["tokens", id], &Method::DELETE) => revoke_pat(&req, ctx, id).await,
+        (["register" | "login" | "logout" | "refresh" | "me" | "tokens"], _)
+        | (["tokens", _], _) => Err(Error::MethodNotAllowed),
+        _ => Err(Error::NotFound("route")),
+    }
+}
+
+fn user_json(user: &users::User) -> serde_json::Value {
+    json!({ "id": user.id, "email": user.email, "name": user.name, "createdAt": to_rfc3339(user.created_at) })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterBody {
+    email: String,
+    password: SecretString,
+    name: String,
+}
+
+async fn register(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
+    throttle_ip(&req, ctx).await?;
+    let body: RegisterBody = json_body(req, MAX_JSON_BODY).await?;
+    let email = validate::email(&body.email)?;
+    let name = validate::name("name", &body.name)?;
+    validate::new_password(body.password.expose())?;
+    let now = ctx.now_ms();
+    let user = users::User {
+        id: UserId::new(now, ctx.random()),
+        email,
+        name,
+        password_hash: password::hash(&body.password, ctx.random::<SALT_LEN>()),
+        created_at: now,
+    };
+    match users::insert(ctx.db.as_ref(), &user).await {
+        Ok(()) => Ok(json(
+            StatusCode::CREATED,
+            &json!({ "user": user_json(&user) }),
+        )),
+        Err(feen_core::ports::DbError::UniqueViolation) => Err(Error::Conflict(
+            "an account with this email already exists".into(),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    email: String,
+    password: SecretString,
+}
+
+async fn login(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
+    throttle_ip(&req, ctx).await?;
+    let body: LoginBody = json_body(req, MAX_JSON_BODY).await?;
+    let email = body.email.trim().to_ascii_lowercase();
+    let now = ctx.now_ms();
+    // Keyed by a hash, so the counter store never holds email addresses.
+    let email_hash = token::hash(&email);
+    let failures_key = format!(
+        "ratelimit:login-fail:{}:{}",
+        &email_hash.as_str()[..32],
+        now / ACCOUNT_WINDOW_MS
+    );
+    let failures: i64 = ctx
+        .kv
+        .get(&failures_key)
+        .await?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if failures >= ACCOUNT_FAILURES {
+        return Err(Error::RateLimited {
+            code: "too_many_attempts",
+            message: "too many failed logins for this account; try again later".into(),
+            retry_after_secs: retry_after(now, ACCOUNT_WINDOW_MS),
+        });
+    }
+    let user = users::by_email(ctx.db.as_ref(), &email).await?;
+    // An unknown email costs the same hash as a wrong password and gets the same answer.
+    let stored = user
+        .as_ref()
+        .map_or_else(password::decoy_hash, |u| u.password_hash.clone());
+    let verified = password::verify(&stored, &body.password);
+    let Some(user) = user.filter(|_| verified) else {
+        ctx.kv
+            .add(&failures_key, 1, ACCOUNT_WINDOW_MS as u64)
+            .await?;
+        return Err(Error::Unauthorized {
+            code: "invalid_credentials",
+            message: "invalid email or password",
+        });
+    };
+    let family = SessionId::new(now, ctx.random());
+    let session = Session {
+        id: family.clone(),
+        family,
+        user: user.id.clone(),
+        expires_at: now + REFRESH_TTL_MS,
+        rotated_at: None,
+        revoked_at: None,
+    };
+    issue_session(ctx, &session, Some(&user), StatusCode::OK).await
+}
+
+/// Stores a refresh token for `session` and answers with it and a fresh access token.
+async fn issue_session(
+    ctx: &Ctx,
+    session: &Session,
+    user: Option<&users::User>,
+    status: StatusCode,
+) -> Result<Resp, Error> {
+    let now = ctx.now_ms();
+    let (refresh, hash) = token::issue(TokenKind::Refresh, ctx.random());
+    sessions::insert(ctx.db.as_ref(), session, &hash, now).await?;
+    let access = ctx
+        .config
+        .access
+        .issue(&session.user, &session.family, ctx.now_secs())
+        .ok_or_else(|| Error::internal("signing an access token failed"))?;
+    let mut body = json!({
+        "accessToken": access.expose(),
+        "tokenType": "Bearer",
+        "expiresIn": ACCESS_TTL_SECS,
+        "refreshToken": refresh.expose(),
+    });
+    if let (Some(user), Some(obj)) = (user, body.as_object_mut()) {
+        obj.insert("user".into(), user_json(user));
+    }
+    let mut resp = json(status, &body);
+    let secure = ctx.config.secure_cookies;
+    set_cookie(
+        &mut resp,
+        ACCESS_COOKIE,
+        access.expose(),
+        "/",
+        ACCESS_TTL_SECS as i64,
+        secure,
+    );
+    set_cookie(
+        &mut resp,
+        REFRESH_COOKIE,
+        refresh.expose(),
+        PREFIX,
+        REFRESH_TTL_MS / 1000,
+        secure,
+    );
+    Ok(resp)
+}
+
+fn set_cookie(resp: &mut Resp, name: &str, value: &str, path: &str, max_age: i64, secure: bool) {
+    let secure = if secure { "; Secure" } else { "" };
+    let text = format!(
+        "{name}={value}; HttpOnly; SameSite=Strict; Path={path}; Max-Age={max_age}{secure}"
+    );
+    if let Ok(value) = HeaderValue::from_str(&text) {
+        resp.headers_mut().append(SET_COOKIE, value);
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RefreshBody {
+    refresh_token: Option<SecretString>,
+}
+
+/// The refresh token from the body (programs) or the cookie (the dashboard).
+async fn presented_refresh(req: Req) -> Result<Option<String>, Error> {
+    let from_cookie = cookie(&req, REFRESH_COOKIE).map(str::to_owned);
+    let has_body = req.headers().contains_key(http::header::CONTENT_TYPE);
+    let body: RefreshBody = if has_body {
+        json_body(req, MAX_JSON_BODY).await?
+    } else {
+        RefreshBody::default()
+    };
+    Ok(body
+        .refresh_token
+        .map(|t| t.expose().to_owned())
+        .or(from_cookie))
+}
+
+async fn refresh(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
+    let invalid = || Error::Unauthorized {
+        code: "invalid_token",
+        message: "the refresh token is invalid or expired",
+    };
+    let presented = presented_refresh(req)
+        .await?
+        .ok_or_else(Error::unauthenticated)?;
+    let hash = token::verify(TokenKind::Refresh, &presented).ok_or_else(invalid)?;
+    let now = ctx.now_ms();
+    let session = sessions::by_token(ctx.db.as_ref(), &hash)
+        .await?
+        .ok_or_else(invalid)?;
+    if session.revoked_at.is_some() || session.expires_at <= now {
+        return Err(invalid());
+    }
+    let won = session.rotated_at.is_none()
+        && sessions::mark_rotated(ctx.db.as_ref(), &session.id, now).await?;
+    if !won {
+        end_session(ctx, &session.family).await?;
+        return Err(Error::Unauthorized {
+            code: "refresh_token_reused",
+            message: "this refresh token was already used; the session has been ended",
+        });
+    }
+    let next = Session {
+        id: SessionId::new(now, ctx.random()),
+        rotated_at: None,
+        ..session
+    };
+    issue_session(ctx, &next, None, StatusCode::OK).await
+}
+
+/// Revokes a session everywhere: its refresh tokens in the database, its access tokens through
+/// the counter store until they would have expired anyway.
+async fn end_session(ctx: &Ctx, family: &SessionId) -> Result<(), Error> {
+    sessions::revoke_family(ctx.db.as_ref(), family, ctx.now_ms()).await?;
+    ctx.kv
+        .set(
+            &revoked_session_key(family),
+            "1",
+            (ACCESS_TTL_SECS + 60) * 1000,
+        )
+        .await?;
+    Ok(())
+}
+
+async fn logout(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
+    let caller = authenticate(&req, ctx).await.ok();
+    let presented = presented_refresh(req).await?;
+    let mut ended = false;
+    if let Some(hash) = presented
+        .as_deref()
+        .and_then(|t| token::verify(TokenKind::Refresh, t))
+    {
+        if let Some(session) = sessions::by_token(ctx.db.as_ref(), &hash).await? {
+            end_session(ctx, &session.family).await?;
+            ended = true;
+        }
+    }
+    if let Some(session) = caller.as_ref().and_then(Caller::session) {
+        end_session(ctx, session).await?;
+        ended = true;
+    }
+    if !ended {
+        return Err(Error::unauthenticated());
+    }
+    let mut resp = no_content();
+    let secure = ctx.config.secure_cookies;
+    set_cookie(&mut resp, ACCESS_COOKIE, "", "/", 0, secure);
+    set_cookie(&mut resp, REFRESH_COOKIE, "", PREFIX, 0, secure);
+    Ok(resp)
+}
+
+async fn me(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
+    let caller = authenticate(&req, ctx).await?;
+    let user = users::by_id(ctx.db.as_ref(), &caller.user)
+        .await?
+        .ok_or_else(Error::unauthenticated)?;
+    Ok(json(StatusCode::OK, &json!({ "user": user_json(&user) })))
+}
+
+fn pat_json(pat: &tokens::Pat) -> serde_json::Value {
+    json!({
+        "id": pat.id,
+        "name": pat.name,
+        "createdAt": to_rfc3339(pat.created_at),
+        "expiresAt": pat.expires_at.map(to_rfc3339),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PatBody {
+    name: String,
+    expires_at: Option<String>,
+}
+
+async fn create_pat(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
+    let caller = authenticate(&req, ctx).await?;
+    let body: PatBody = json_body(req, MAX_JSON_BODY).await?;
+    let now = ctx.now_ms();
+    let name = validate::name("name", &body.name)?;
+    let expires_at = future_time("expiresAt", body.expires_at.as_deref(), now)?;
+    let (secret, hash) = token::issue(TokenKind::Pat, ctx.random());
+    let pat = tokens::Pat {
+        id: PatId::new(now, ctx.random()),
+        user: caller.user,
+        name,
+        created_at: now,
+        expires_at,
+    };
+    tokens::insert(ctx.db.as_ref(), &pat, &hash).await?;
+    let mut body = pat_json(&pat);
+    if let Some(obj) = body.as_object_mut() {
+        obj.insert("token".into(), secret.expose().into());
+    }
+    Ok(json(StatusCode::CREATED, &body))
+}
+
+async fn list_pats(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
+    let caller = authenticate(&req, ctx).await?;
+    let pats = tokens::list(ctx.db.as_ref(), &caller.user).await?;
+    let items: Vec<_> = pats.iter().map(pat_json).collect();
+    Ok(json(StatusCode::OK, &json!({ "tokens": items })))
+}
+
+async fn revoke_pat(req: &Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
+    let caller = authenticate(req, ctx).await?;
+    let id = PatId::parse(id).ok_or(Error::NotFound("token"))?;
+    if tokens::revoke(ctx.db.as_ref(), &caller.user, &id, ctx.now_ms()).await? {
+        Ok(no_content())
+    } else {
+        Err(Error::NotFound("token"))
+    }
+}
+
+/// Counts an attempt from the client's address; too many in the window is a 429.
+async fn throttle_ip(req: &Req, ctx: &Ctx) -> Result<(), Error> {
+    let Some(ip) = client_addr(req) else {
+        return Ok(());
+    };
+    let now = ctx.now_ms();
+    let window = now / IP_WINDOW_MS;
+    let counter = Counter {
+        key: format!("ratelimit:auth-ip:{ip}:{window}"),
+        limit: IP_ATTEMPTS,
+        cost: 1,
+        ttl_ms: IP_WINDOW_MS as u64,
+    };
+    match ctx.kv.admit(&[counter]).await? {
+        Admission::Admitted { .. } => Ok(()),
+        Admission::Refused { .. } => Err(Error::RateLimited {
+            code: "too_many_attempts",
+            message: "too many attempts from this address; try again later".into(),
+            retry_after_secs: retry_after(now, IP_WINDOW_MS),
+        }),
+    }
+}
+
+fn retry_after(now: i64, window_ms: i64) -> u64 {
+    let left = window_ms - now.rem_euclid(window_ms);
+    u64::try_from((left + 999) / 1000).unwrap_or(1).max(1)
+}

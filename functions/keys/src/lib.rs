@@ -1,0 +1,195 @@
+//! The keys function (`/api/keys`): add, list, get, rename, rotate and delete provider keys.
+//!
+//! The secret is sealed before it is stored and is never returned: responses carry a hint
+//! (`sk-...wxyz`). Rotating or deleting a key updates the proxy's share cache in the same
+//! request, so the next proxied call anywhere uses the new secret or is refused.
+
+use feen_core::crypto::keyring::NONCE_LEN;
+use feen_core::ids::KeyId;
+use feen_core::netguard::check_base_url;
+use feen_core::providers;
+use feen_core::secret::{SecretString, key_hint};
+use feen_core::timefmt::to_rfc3339;
+use feen_core::{Error, validate};
+use feen_service::auth::authenticate;
+use feen_service::request::{MAX_JSON_BODY, json_body, segments};
+use feen_service::response::no_content;
+use feen_service::{Ctx, Req, Resp, json, respond};
+use feen_store::keys::{self, ApiKey};
+use feen_store::shares::HashScope;
+use http::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+
+/// The path prefix this function serves.
+pub const PREFIX: &str = "/api/keys";
+
+/// Serves `/api/keys*`.
+pub async fn handle(req: Req, ctx: &Ctx) -> Resp {
+    respond(route(req, ctx).await)
+}
+
+async fn route(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
+    let path = req.uri().path().to_owned();
+    let segs = segments(&path, PREFIX).ok_or(Error::NotFound("route"))?;
+    let method = req.method().clone();
+    match (segs.as_slice(), &method) {
+        ([], &Method::GET) => list(req, ctx).await,
+        ([], &Method::POST) => create(req, ctx).await,
+        ([id], &Method::GET) => get(req, ctx, id).await,
+        ([id], &Method::PATCH) => rename(req, ctx, id).await,
+        ([id], &Method::DELETE) => delete(req, ctx, id).await,
+        ([id, "rotate"], &Method::POST) => rotate(req, ctx, id).await,
+        ([] | [_], _) | ([_, "rotate"], _) => Err(Error::MethodNotAllowed),
+        _ => Err(Error::NotFound("route")),
+    }
+}
+
+/// The JSON shape of a key (never its secret).
+pub fn key_json(key: &ApiKey) -> serde_json::Value {
+    json!({
+        "id": key.id,
+        "name": key.name,
+        "provider": key.provider,
+        "baseUrl": key.base_url,
+        "hint": key.hint,
+        "createdAt": to_rfc3339(key.created_at),
+        "updatedAt": to_rfc3339(key.updated_at),
+    })
+}
+
+fn parse_id(id: &str) -> Result<KeyId, Error> {
+    KeyId::parse(id).ok_or(Error::NotFound("key"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct CreateBody {
+    name: String,
+    provider: String,
+    api_key: SecretString,
+    base_url: Option<String>,
+}
+
+async fn create(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
+    let caller = authenticate(&req, ctx).await?;
+    let body: CreateBody = json_body(req, MAX_JSON_BODY).await?;
+    let name = validate::name("name", &body.name)?;
+    let provider = providers::find(&body.provider).ok_or_else(|| {
+        let names: Vec<&str> = providers::CATALOGUE.iter().map(|p| p.name).collect();
+        Error::invalid("provider", format!("must be one of: {}", names.join(", ")))
+    })?;
+    validate::api_key(body.api_key.expose())?;
+    let base_url = body
+        .base_url
+        .as_deref()
+        .map(|url| check_base_url(url, ctx.config.allow_private_upstreams))
+        .transpose()?;
+    if provider.base_url.is_empty() && base_url.is_none() {
+        return Err(Error::invalid(
+            "baseUrl",
+            format!("is required for {}", provider.name),
+        ));
+    }
+    let now = ctx.now_ms();
+    let key = ApiKey {
+        id: KeyId::new(now, ctx.random()),
+        user: caller.user,
+        name,
+        provider: provider.name.to_owned(),
+        base_url,
+        hint: key_hint(&body.api_key),
+        created_at: now,
+        updated_at: now,
+    };
+    let sealed = ctx
+        .config
+        .keyring
+        .seal(&body.api_key, key.id.as_str(), ctx.random::<NONCE_LEN>());
+    keys::insert(ctx.db.as_ref(), &key, &sealed).await?;
+    Ok(json(StatusCode::CREATED, &key_json(&key)))
+}
+
+async fn list(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
+    let caller = authenticate(&req, ctx).await?;
+    let keys = keys::list(ctx.db.as_ref(), &caller.user).await?;
+    let items: Vec<_> = keys.iter().map(key_json).collect();
+    Ok(json(StatusCode::OK, &json!({ "keys": items })))
+}
+
+async fn get(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
+    let caller = authenticate(&req, ctx).await?;
+    let key = keys::get(ctx.db.as_ref(), &caller.user, &parse_id(id)?)
+        .await?
+        .ok_or(Error::NotFound("key"))?;
+    Ok(json(StatusCode::OK, &key_json(&key)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RenameBody {
+    name: String,
+}
+
+async fn rename(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
+    let caller = authenticate(&req, ctx).await?;
+    let id = parse_id(id)?;
+    let body: RenameBody = json_body(req, MAX_JSON_BODY).await?;
+    let name = validate::name("name", &body.name)?;
+    if !keys::rename(ctx.db.as_ref(), &caller.user, &id, &name, ctx.now_ms()).await? {
+        return Err(Error::NotFound("key"));
+    }
+    get_json(ctx, &caller.user, &id).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RotateBody {
+    api_key: SecretString,
+}
+
+async fn rotate(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
+    let caller = authenticate(&req, ctx).await?;
+    let id = parse_id(id)?;
+    let body: RotateBody = json_body(req, MAX_JSON_BODY).await?;
+    validate::api_key(body.api_key.expose())?;
+    let sealed = ctx
+        .config
+        .keyring
+        .seal(&body.api_key, id.as_str(), ctx.random::<NONCE_LEN>());
+    let hint = key_hint(&body.api_key);
+    if !keys::rotate(
+        ctx.db.as_ref(),
+        &caller.user,
+        &id,
+        &sealed,
+        &hint,
+        ctx.now_ms(),
+    )
+    .await?
+    {
+        return Err(Error::NotFound("key"));
+    }
+    feen_service::cache::refresh_shares(ctx, &caller.user, HashScope::Key(&id)).await?;
+    get_json(ctx, &caller.user, &id).await
+}
+
+async fn delete(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
+    let caller = authenticate(&req, ctx).await?;
+    let id = parse_id(id)?;
+    let hashes =
+        feen_store::shares::token_hashes(ctx.db.as_ref(), &caller.user, HashScope::Key(&id))
+            .await?;
+    if !keys::delete(ctx.db.as_ref(), &caller.user, &id).await? {
+        return Err(Error::NotFound("key"));
+    }
+    feen_service::cache::tombstone(ctx, &hashes).await?;
+    Ok(no_content())
+}
+
+async fn get_json(ctx: &Ctx, user: &feen_core::ids::UserId, id: &KeyId) -> Result<Resp, Error> {
+    let key = keys::get(ctx.db.as_ref(), user, id)
+        .await?
+        .ok_or(Error::NotFound("key"))?;
+    Ok(json(StatusCode::OK, &key_json(&key)))
+}

@@ -1,0 +1,184 @@
+//! The native host's configuration: one table, read from the environment and flags, validated
+//! once at start-up.
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `DATABASE_URL` | `postgres://...` or `sqlite://PATH` | `sqlite://DATA_DIR/feen.sqlite` |
+//! | `REDIS_URL` | `redis://host:port` for shared counters and caches | in-process |
+//! | `FEEN_KEYRING` | `1:BASE64KEY[,2:BASE64KEY]` (32-byte keys) | created in `DATA_DIR/secrets.json` |
+//! | `FEEN_SESSION_SECRET` | base64 of at least 32 bytes, signs access tokens | created in `DATA_DIR/secrets.json` |
+//! | `FEEN_ALLOW_PRIVATE_UPSTREAMS` | `1`: keys may point at private/loopback/plain-http URLs (dev only) | off |
+//! | `FEEN_COOKIE_SECURE` | `0`/`1`: the `Secure` cookie attribute | on unless listening on loopback |
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use feen_core::crypto::jwt::AccessKeys;
+use feen_core::crypto::keyring::KeyRing;
+use feen_core::ports::{Rng, random};
+use feen_service::Config;
+
+/// Settings from the environment.
+#[derive(Clone, Default)]
+pub struct Settings {
+    /// `DATABASE_URL`.
+    pub database_url: Option<String>,
+    /// `REDIS_URL`.
+    pub redis_url: Option<String>,
+    /// `FEEN_KEYRING`.
+    pub keyring: Option<String>,
+    /// `FEEN_SESSION_SECRET`.
+    pub session_secret: Option<String>,
+    /// `FEEN_ALLOW_PRIVATE_UPSTREAMS`.
+    pub allow_private_upstreams: bool,
+    /// `FEEN_COOKIE_SECURE`.
+    pub cookie_secure: Option<bool>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("database", &self.database_url.as_deref().map(redact_url))
+            .field("redis", &self.redis_url.as_deref().map(redact_url))
+            .field("keyring", &self.keyring.as_ref().map(|_| "[set]"))
+            .field(
+                "session_secret",
+                &self.session_secret.as_ref().map(|_| "[set]"),
+            )
+            .field("allow_private_upstreams", &self.allow_private_upstreams)
+            .finish()
+    }
+}
+
+/// A URL with any password replaced, for logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://[redacted]@{}", &url[..scheme_end], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn flag(name: &str) -> Result<Option<bool>, String> {
+    match std::env::var(name).ok().as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some("1" | "true" | "yes") => Ok(Some(true)),
+        Some("0" | "false" | "no") => Ok(Some(false)),
+        Some(other) => Err(format!("{name} must be 0 or 1, not {other:?}")),
+    }
+}
+
+impl Settings {
+    /// Reads the settings from the environment.
+    pub fn from_env() -> Result<Self, String> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        Ok(Self {
+            database_url: var("DATABASE_URL"),
+            redis_url: var("REDIS_URL"),
+            keyring: var("FEEN_KEYRING"),
+            session_secret: var("FEEN_SESSION_SECRET"),
+            allow_private_upstreams: flag("FEEN_ALLOW_PRIVATE_UPSTREAMS")?.unwrap_or(false),
+            cookie_secure: flag("FEEN_COOKIE_SECURE")?,
+        })
+    }
+
+    /// Builds the functions' configuration, creating the secrets file in `data_dir` on first
+    /// start when the secrets are not given in the environment.
+    pub fn config(
+        &self,
+        data_dir: &Path,
+        listen: SocketAddr,
+        rng: &dyn Rng,
+    ) -> Result<Config, String> {
+        let (keyring, session) = match (&self.keyring, &self.session_secret) {
+            (Some(ring), Some(secret)) => (ring.clone(), secret.clone()),
+            (None, None) => load_or_create_secrets(data_dir, rng)?,
+            _ => return Err("set both FEEN_KEYRING and FEEN_SESSION_SECRET, or neither".into()),
+        };
+        let keyring = KeyRing::parse(&keyring).map_err(|e| format!("FEEN_KEYRING: {e}"))?;
+        let session = B64
+            .decode(session.trim())
+            .map_err(|_| "FEEN_SESSION_SECRET is not base64".to_owned())?;
+        if session.len() < 32 {
+            return Err("FEEN_SESSION_SECRET must be at least 32 bytes".into());
+        }
+        Ok(Config {
+            keyring,
+            access: AccessKeys::new(&session),
+            allow_private_upstreams: self.allow_private_upstreams,
+            secure_cookies: self.cookie_secure.unwrap_or(!listen.ip().is_loopback()),
+        })
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SecretsFile {
+    keyring: String,
+    session_secret: String,
+}
+
+/// The secrets file's path in a data directory.
+pub fn secrets_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("secrets.json")
+}
+
+fn load_or_create_secrets(data_dir: &Path, rng: &dyn Rng) -> Result<(String, String), String> {
+    let path = secrets_path(data_dir);
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("creating {}: {e}", data_dir.display()))?;
+    let fresh = SecretsFile {
+        keyring: KeyRing::from_single(random::<32>(rng))
+            .to_config_text()
+            .to_string(),
+        session_secret: B64.encode(random::<32>(rng)),
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(&path) {
+        Ok(mut file) => {
+            let text = serde_json::to_string_pretty(&fresh).map_err(|e| e.to_string())?;
+            file.write_all(text.as_bytes())
+                .map_err(|e| format!("writing {}: {e}", path.display()))?;
+            tracing::warn!(
+                path = %path.display(),
+                "created a new key ring and session secret (mode 0600); back this file up: provider keys cannot be opened without it"
+            );
+            Ok((fresh.keyring, fresh.session_secret))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("reading {}: {e}", path.display()))?;
+            let stored: SecretsFile = serde_json::from_str(&text)
+                .map_err(|_| format!("{} is not a Feen secrets file", path.display()))?;
+            Ok((stored.keyring, stored.session_secret))
+        }
+        Err(e) => Err(format!("creating {}: {e}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_passwords_in_logs() {
+        assert_eq!(
+            redact_url("postgres://feen:hunter2@db:5432/feen"),
+            "postgres://[redacted]@db:5432/feen"
+        );
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+    }
+}

@@ -1,0 +1,164 @@
+//! The counter store and cache on Redis (RESP over TCP), shared by every `feen serve` process.
+//! [`Kv::admit`] is one `EVALSHA` of [`ADMIT_SCRIPT`]: atomic across all replicas, one round trip.
+
+use feen_core::ports::{Admission, Counter, Kv, KvError};
+use redis::aio::ConnectionManager;
+
+/// Checks every counter (`KEYS[i]` against limit `ARGV[3i-2]` for cost `ARGV[3i-1]`), and only
+/// if all have room adds every cost, setting a fresh key's expiry to `ARGV[3i]` ms. Returns
+/// `{1, v1, v2, ...}` (new values) or `{0, index, value}` (the first counter without room).
+pub const ADMIT_SCRIPT: &str = r"
+local n = #KEYS
+for i = 1, n do
+  local value = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if value + tonumber(ARGV[3*i-1]) > tonumber(ARGV[3*i-2]) then
+    return {0, i - 1, value}
+  end
+end
+local out = {1}
+for i = 1, n do
+  local cost = tonumber(ARGV[3*i-1])
+  local value = redis.call('INCRBY', KEYS[i], cost)
+  if value == cost or redis.call('PTTL', KEYS[i]) < 0 then
+    redis.call('PEXPIRE', KEYS[i], ARGV[3*i])
+  end
+  out[#out + 1] = value
+end
+return out
+";
+
+/// Adds `ARGV[1]` to `KEYS[1]` and gives a fresh key the expiry `ARGV[2]` ms.
+const ADD_SCRIPT: &str = r"
+local value = redis.call('INCRBY', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return value
+";
+
+/// Redis through a reconnecting connection manager (commands are pipelined over one
+/// multiplexed connection).
+#[derive(Clone)]
+pub struct RedisKv {
+    conn: ConnectionManager,
+    admit: redis::Script,
+    add: redis::Script,
+}
+
+impl std::fmt::Debug for RedisKv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RedisKv")
+    }
+}
+
+impl RedisKv {
+    /// Connects to `url` (`redis://host:port/db`).
+    pub async fn connect(url: &str) -> Result<Self, KvError> {
+        let client = redis::Client::open(url).map_err(err)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
+            .set_response_timeout(Some(std::time::Duration::from_secs(2)))
+            .set_number_of_retries(1);
+        let conn = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(err)?;
+        Ok(Self {
+            conn,
+            admit: redis::Script::new(ADMIT_SCRIPT),
+            add: redis::Script::new(ADD_SCRIPT),
+        })
+    }
+}
+
+fn err(e: redis::RedisError) -> KvError {
+    KvError(e.to_string())
+}
+
+fn unsigned(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+#[async_trait::async_trait]
+impl Kv for RedisKv {
+    async fn admit(&self, counters: &[Counter]) -> Result<Admission, KvError> {
+        if counters.is_empty() {
+            return Ok(Admission::Admitted { values: Vec::new() });
+        }
+        let mut invocation = self.admit.prepare_invoke();
+        for c in counters {
+            invocation
+                .key(&c.key)
+                .arg(c.limit)
+                .arg(c.cost)
+                .arg(c.ttl_ms.max(1));
+        }
+        let mut conn = self.conn.clone();
+        let reply: Vec<i64> = invocation.invoke_async(&mut conn).await.map_err(err)?;
+        match reply.as_slice() {
+            [1, values @ ..] => Ok(Admission::Admitted {
+                values: values.iter().copied().map(unsigned).collect(),
+            }),
+            [0, index, value] => Ok(Admission::Refused {
+                index: unsigned(*index) as usize,
+                value: unsigned(*value),
+            }),
+            _ => Err(KvError("unexpected reply from the admit script".into())),
+        }
+    }
+
+    async fn add(&self, key: &str, delta: i64, ttl_ms: u64) -> Result<i64, KvError> {
+        let mut conn = self.conn.clone();
+        self.add
+            .key(key)
+            .arg(delta)
+            .arg(ttl_ms.max(1))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(err)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<String>, KvError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .map_err(err)
+    }
+
+    async fn set(&self, key: &str, value: &str, ttl_ms: u64) -> Result<(), KvError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("PX")
+            .arg(ttl_ms.max(1))
+            .query_async(&mut conn)
+            .await
+            .map_err(err)
+    }
+
+    async fn set_if_absent(&self, key: &str, value: &str, ttl_ms: u64) -> Result<bool, KvError> {
+        let mut conn = self.conn.clone();
+        let reply: Option<String> = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("PX")
+            .arg(ttl_ms.max(1))
+            .arg("NX")
+            .query_async(&mut conn)
+            .await
+            .map_err(err)?;
+        Ok(reply.is_some())
+    }
+
+    async fn delete(&self, keys: &[String]) -> Result<(), KvError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        redis::cmd("DEL")
+            .arg(keys)
+            .query_async(&mut conn)
+            .await
+            .map_err(err)
+    }
+}

@@ -1,0 +1,225 @@
+//! `feen serve`: every function in one process behind a hyper server, with graceful shutdown
+//! that finishes in-flight requests and writes every pending usage event.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use feen_core::body::StreamError;
+use feen_core::ports::{Db, Kv};
+use feen_core::{Body, Error};
+use feen_service::request::ClientAddr;
+use feen_service::response::{error_response, json};
+use feen_service::{Ctx, Req, Resp};
+use futures_util::TryStreamExt;
+use http::StatusCode;
+use http_body_util::{BodyExt, Full, StreamBody, combinators::UnsyncBoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::config::{Settings, redact_url};
+use crate::db::{PgDb, SqliteDb};
+use crate::kv_memory::MemoryKv;
+use crate::kv_redis::RedisKv;
+use crate::outbound::ReqwestHttp;
+use crate::system::{OsRng, SystemClock};
+use crate::usage_writer;
+
+/// How long a shutdown waits for in-flight requests (long streams) before closing them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+
+/// Routes a request to the function that owns its path.
+pub async fn dispatch(req: Req, ctx: &Ctx) -> Resp {
+    let path = req.uri().path();
+    let under = |prefix: &str| {
+        path == prefix
+            || path
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('/'))
+    };
+    if under(feen_auth::PREFIX) {
+        feen_auth::handle(req, ctx).await
+    } else if under(feen_keys::PREFIX) {
+        feen_keys::handle(req, ctx).await
+    } else if under(feen_shares::PREFIX) {
+        feen_shares::handle(req, ctx).await
+    } else if under(feen_proxy::PREFIX) || under(feen_proxy::OPENAI_PREFIX) {
+        feen_proxy::handle(req, ctx).await
+    } else if path == "/healthz" {
+        json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
+    } else {
+        error_response(&Error::NotFound("route"))
+    }
+}
+
+/// Opens the database named by `DATABASE_URL` (or the embedded SQLite file) and migrates it.
+pub async fn open_db(
+    settings: &Settings,
+    data_dir: &Path,
+) -> Result<(Arc<dyn Db>, String), String> {
+    match settings.database_url.as_deref() {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let db = PgDb::connect(url, 32, None)
+                .await
+                .map_err(|e| format!("connecting to PostgreSQL: {e}"))?;
+            db.migrate()
+                .await
+                .map_err(|e| format!("migrating PostgreSQL: {e}"))?;
+            Ok((Arc::new(db), format!("postgres ({})", redact_url(url))))
+        }
+        Some(url) if url.starts_with("sqlite:") => {
+            let path = PathBuf::from(
+                url.trim_start_matches("sqlite://")
+                    .trim_start_matches("sqlite:"),
+            );
+            open_sqlite(&path).await
+        }
+        Some(_) => Err("DATABASE_URL must start with postgres://, postgresql:// or sqlite:".into()),
+        None => {
+            std::fs::create_dir_all(data_dir)
+                .map_err(|e| format!("creating {}: {e}", data_dir.display()))?;
+            open_sqlite(&data_dir.join("feen.sqlite")).await
+        }
+    }
+}
+
+async fn open_sqlite(path: &Path) -> Result<(Arc<dyn Db>, String), String> {
+    let db = SqliteDb::open(path)
+        .await
+        .map_err(|e| format!("opening {}: {e}", path.display()))?;
+    db.migrate()
+        .await
+        .map_err(|e| format!("migrating {}: {e}", path.display()))?;
+    Ok((Arc::new(db), format!("sqlite ({})", path.display())))
+}
+
+async fn open_kv(settings: &Settings) -> Result<(Arc<dyn Kv>, String), String> {
+    match settings.redis_url.as_deref() {
+        Some(url) => {
+            let kv = RedisKv::connect(url)
+                .await
+                .map_err(|e| format!("connecting to Redis: {e}"))?;
+            Ok((Arc::new(kv), format!("redis ({})", redact_url(url))))
+        }
+        None => Ok((Arc::new(MemoryKv::new()), "in-process".into())),
+    }
+}
+
+/// Runs `feen serve` until `shutdown` resolves.
+pub async fn serve(
+    settings: Settings,
+    listen: SocketAddr,
+    data_dir: PathBuf,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), String> {
+    let config = settings.config(&data_dir, listen, &OsRng)?;
+    let (db, db_name) = open_db(&settings, &data_dir).await?;
+    let (kv, kv_name) = open_kv(&settings).await?;
+    let http = ReqwestHttp::new(settings.allow_private_upstreams).map_err(|e| e.to_string())?;
+    let (sink, writer) = usage_writer::spawn(db.clone());
+    let ctx = Ctx {
+        db,
+        kv,
+        http: Arc::new(http),
+        clock: Arc::new(SystemClock),
+        rng: Arc::new(OsRng),
+        usage: Arc::new(sink),
+        config: Arc::new(config),
+    };
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("listening on {listen}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(address = %format!("http://{local}"), database = %db_name, counters = %kv_name, "feen is listening");
+
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let ctx = ctx.clone();
+                let service = hyper::service::service_fn(move |req| {
+                    let ctx = ctx.clone();
+                    async move { Ok::<_, Infallible>(handle(req, peer, &ctx).await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: finishing in-flight requests");
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight requests did not finish in time; closing them");
+    }
+    drop(ctx);
+    if tokio::time::timeout(Duration::from_secs(30), writer)
+        .await
+        .is_err()
+    {
+        tracing::error!("usage events were still being written at exit");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+type OutBody = UnsyncBoxBody<Bytes, StreamError>;
+
+async fn handle(
+    req: http::Request<Incoming>,
+    peer: SocketAddr,
+    ctx: &Ctx,
+) -> http::Response<OutBody> {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let (mut parts, incoming) = req.into_parts();
+    parts.extensions.insert(ClientAddr(peer.ip()));
+    let body = Body::from_stream(
+        incoming
+            .into_data_stream()
+            .map_err(|e| -> StreamError { Box::new(e) }),
+    );
+    let resp = dispatch(http::Request::from_parts(parts, body), ctx).await;
+    // The path only: a query string may carry a token (`?key=`).
+    tracing::info!(
+        method = %method,
+        path = %path,
+        status = resp.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    let (parts, body) = resp.into_parts();
+    let body: OutBody = match body {
+        Body::Full(bytes) => Full::new(bytes)
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+        Body::Stream(stream) => {
+            StreamBody::new(stream.into_inner().map_ok(Frame::data)).boxed_unsync()
+        }
+    };
+    http::Response::from_parts(parts, body)
+}

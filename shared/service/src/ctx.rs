@@ -1,0 +1,64 @@
+//! The context a host builds once and hands to every handler: the ports and the configuration.
+
+use std::sync::Arc;
+
+use feen_core::crypto::jwt::AccessKeys;
+use feen_core::crypto::keyring::KeyRing;
+use feen_core::ports::{Clock, Db, HttpClient, Kv, Rng, UsageSink, random};
+
+/// Configuration shared by the functions, validated by the host at start-up.
+#[derive(Debug)]
+pub struct Config {
+    /// Seals and opens provider keys.
+    pub keyring: KeyRing,
+    /// Signs and verifies access tokens.
+    pub access: AccessKeys,
+    /// Dev mode: keys may point at private, loopback and plain-http upstreams.
+    pub allow_private_upstreams: bool,
+    /// Whether cookies carry the `Secure` attribute (off only for plain-http local use).
+    pub secure_cookies: bool,
+}
+
+/// The ports and configuration a handler works with.
+#[derive(Clone)]
+pub struct Ctx {
+    /// The database.
+    pub db: Arc<dyn Db>,
+    /// Counters and caches.
+    pub kv: Arc<dyn Kv>,
+    /// Outbound HTTP.
+    pub http: Arc<dyn HttpClient>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Randomness.
+    pub rng: Arc<dyn Rng>,
+    /// Where usage events go.
+    pub usage: Arc<dyn UsageSink>,
+    /// Configuration.
+    pub config: Arc<Config>,
+}
+
+impl Ctx {
+    /// Milliseconds since the epoch.
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Seconds since the epoch.
+    pub fn now_secs(&self) -> u64 {
+        u64::try_from(self.clock.now_ms() / 1000).unwrap_or(0)
+    }
+
+    /// `N` random bytes.
+    pub fn random<const N: usize>(&self) -> [u8; N] {
+        random::<N>(self.rng.as_ref())
+    }
+}
+
+impl std::fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,12 @@
+//! What every Feen function shares: the [`Ctx`] of ports a host hands to a handler, caller
+//! authentication, and JSON in and out with Feen's error shape.
+
+pub mod auth;
+pub mod cache;
+pub mod ctx;
+pub mod request;
+pub mod response;
+
+pub use ctx::{Config, Ctx};
+pub use request::{ClientAddr, Req};
+pub use response::{Resp, error_response, json, respond};

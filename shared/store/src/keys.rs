@@ -1,0 +1,147 @@
+//! Stored provider keys. The secret is only ever stored sealed; listing never reads it.
+
+use feen_core::crypto::keyring::SealedSecret;
+use feen_core::ids::{KeyId, UserId};
+use feen_core::ports::{Db, DbError, Row};
+
+use crate::decode;
+
+/// A provider key as shown to its owner (no secret).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKey {
+    /// The id.
+    pub id: KeyId,
+    /// The owner.
+    pub user: UserId,
+    /// What the owner called it.
+    pub name: String,
+    /// The provider's catalogue name.
+    pub provider: String,
+    /// A base URL overriding the provider's default.
+    pub base_url: Option<String>,
+    /// A hint such as `sk-...wxyz`.
+    pub hint: String,
+    /// When it was added (ms).
+    pub created_at: i64,
+    /// When it was last renamed or rotated (ms).
+    pub updated_at: i64,
+}
+
+const COLUMNS: &str = "id, user_id, name, provider, base_url, hint, created_at, updated_at";
+
+fn from_row(row: &Row) -> Result<ApiKey, DbError> {
+    Ok(ApiKey {
+        id: KeyId::from_db(row.text(0)?),
+        user: UserId::from_db(row.text(1)?),
+        name: row.text(2)?,
+        provider: row.text(3)?,
+        base_url: row.opt_text(4)?,
+        hint: row.text(5)?,
+        created_at: row.int(6)?,
+        updated_at: row.int(7)?,
+    })
+}
+
+/// Stores a new key with its sealed secret.
+pub async fn insert(db: &dyn Db, key: &ApiKey, sealed: &SealedSecret) -> Result<(), DbError> {
+    db.execute(
+        "INSERT INTO api_keys (id, user_id, name, provider, base_url, sealed_secret, key_version, hint, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        &[
+            key.id.as_str().into(),
+            key.user.as_str().into(),
+            key.name.as_str().into(),
+            key.provider.as_str().into(),
+            key.base_url.clone().into(),
+            sealed.as_str().into(),
+            i64::from(sealed.version().unwrap_or(0)).into(),
+            key.hint.as_str().into(),
+            key.created_at.into(),
+            key.updated_at.into(),
+        ],
+    )
+    .await
+    .map(drop)
+}
+
+/// The owner's keys, newest first.
+pub async fn list(db: &dyn Db, user: &UserId) -> Result<Vec<ApiKey>, DbError> {
+    let rows = db
+        .query(
+            &format!("SELECT {COLUMNS} FROM api_keys WHERE user_id = $1 ORDER BY id DESC"),
+            &[user.as_str().into()],
+        )
+        .await?;
+    decode(rows, from_row)
+}
+
+/// One of the owner's keys.
+pub async fn get(db: &dyn Db, user: &UserId, id: &KeyId) -> Result<Option<ApiKey>, DbError> {
+    let rows = db
+        .query(
+            &format!("SELECT {COLUMNS} FROM api_keys WHERE id = $1 AND user_id = $2"),
+            &[id.as_str().into(), user.as_str().into()],
+        )
+        .await?;
+    rows.first().map(from_row).transpose()
+}
+
+/// Renames one of the owner's keys. False if it is not theirs.
+pub async fn rename(
+    db: &dyn Db,
+    user: &UserId,
+    id: &KeyId,
+    name: &str,
+    now: i64,
+) -> Result<bool, DbError> {
+    let n = db
+        .execute(
+            "UPDATE api_keys SET name = $3, updated_at = $4 WHERE id = $1 AND user_id = $2",
+            &[
+                id.as_str().into(),
+                user.as_str().into(),
+                name.into(),
+                now.into(),
+            ],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Replaces the secret of one of the owner's keys in place. False if it is not theirs.
+pub async fn rotate(
+    db: &dyn Db,
+    user: &UserId,
+    id: &KeyId,
+    sealed: &SealedSecret,
+    hint: &str,
+    now: i64,
+) -> Result<bool, DbError> {
+    let n = db
+        .execute(
+            "UPDATE api_keys SET sealed_secret = $3, key_version = $4, hint = $5, updated_at = $6 \
+             WHERE id = $1 AND user_id = $2",
+            &[
+                id.as_str().into(),
+                user.as_str().into(),
+                sealed.as_str().into(),
+                i64::from(sealed.version().unwrap_or(0)).into(),
+                hint.into(),
+                now.into(),
+            ],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Deletes one of the owner's keys and, through the foreign key, its shares. False if it is not
+/// theirs.
+pub async fn delete(db: &dyn Db, user: &UserId, id: &KeyId) -> Result<bool, DbError> {
+    let n = db
+        .execute(
+            "DELETE FROM api_keys WHERE id = $1 AND user_id = $2",
+            &[id.as_str().into(), user.as_str().into()],
+        )
+        .await?;
+    Ok(n == 1)
+}
