@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | `DATABASE_URL` | `postgres://...` or `sqlite://PATH` | `sqlite://DATA_DIR/feen.sqlite` |
 //! | `REDIS_URL` | `redis://host:port` for shared counters and caches | in-process |
+//! | `FEEN_REDIS_PREFIX` | prefix of every Redis key (several deployments on one Redis) | `feen:` |
 //! | `FEEN_KEYRING` | `1:BASE64KEY[,2:BASE64KEY]` (32-byte keys) | created in `DATA_DIR/secrets.json` |
 //! | `FEEN_SESSION_SECRET` | base64 of at least 32 bytes, signs access tokens | created in `DATA_DIR/secrets.json` |
 //! | `FEEN_ALLOW_PRIVATE_UPSTREAMS` | `1`: keys may point at private/loopback/plain-http URLs (dev only) | off |
@@ -28,6 +29,8 @@ pub struct Settings {
     pub database_url: Option<String>,
     /// `REDIS_URL`.
     pub redis_url: Option<String>,
+    /// `FEEN_REDIS_PREFIX`.
+    pub redis_prefix: String,
     /// `FEEN_KEYRING`.
     pub keyring: Option<String>,
     /// `FEEN_SESSION_SECRET`.
@@ -79,6 +82,7 @@ impl Settings {
         Ok(Self {
             database_url: var("DATABASE_URL"),
             redis_url: var("REDIS_URL"),
+            redis_prefix: var("FEEN_REDIS_PREFIX").unwrap_or_else(|| "feen:".into()),
             keyring: var("FEEN_KEYRING"),
             session_secret: var("FEEN_SESSION_SECRET"),
             allow_private_upstreams: flag("FEEN_ALLOW_PRIVATE_UPSTREAMS")?.unwrap_or(false),

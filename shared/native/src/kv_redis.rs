@@ -39,6 +39,7 @@ return value
 #[derive(Clone)]
 pub struct RedisKv {
     conn: ConnectionManager,
+    prefix: String,
     admit: redis::Script,
     add: redis::Script,
 }
@@ -50,8 +51,9 @@ impl std::fmt::Debug for RedisKv {
 }
 
 impl RedisKv {
-    /// Connects to `url` (`redis://host:port/db`).
-    pub async fn connect(url: &str) -> Result<Self, KvError> {
+    /// Connects to `url` (`redis://host:port/db`). Every key is stored under `prefix`, so several
+    /// deployments (or test runs) can share one Redis.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, KvError> {
         let client = redis::Client::open(url).map_err(err)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
@@ -62,9 +64,16 @@ impl RedisKv {
             .map_err(err)?;
         Ok(Self {
             conn,
+            prefix: prefix.to_owned(),
             admit: redis::Script::new(ADMIT_SCRIPT),
             add: redis::Script::new(ADD_SCRIPT),
         })
+    }
+}
+
+impl RedisKv {
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
     }
 }
 
@@ -85,7 +94,7 @@ impl Kv for RedisKv {
         let mut invocation = self.admit.prepare_invoke();
         for c in counters {
             invocation
-                .key(&c.key)
+                .key(self.key(&c.key))
                 .arg(c.limit)
                 .arg(c.cost)
                 .arg(c.ttl_ms.max(1));
@@ -107,7 +116,7 @@ impl Kv for RedisKv {
     async fn add(&self, key: &str, delta: i64, ttl_ms: u64) -> Result<i64, KvError> {
         let mut conn = self.conn.clone();
         self.add
-            .key(key)
+            .key(self.key(key))
             .arg(delta)
             .arg(ttl_ms.max(1))
             .invoke_async(&mut conn)
@@ -118,7 +127,7 @@ impl Kv for RedisKv {
     async fn get(&self, key: &str) -> Result<Option<String>, KvError> {
         let mut conn = self.conn.clone();
         redis::cmd("GET")
-            .arg(key)
+            .arg(self.key(key))
             .query_async(&mut conn)
             .await
             .map_err(err)
@@ -127,7 +136,7 @@ impl Kv for RedisKv {
     async fn set(&self, key: &str, value: &str, ttl_ms: u64) -> Result<(), KvError> {
         let mut conn = self.conn.clone();
         redis::cmd("SET")
-            .arg(key)
+            .arg(self.key(key))
             .arg(value)
             .arg("PX")
             .arg(ttl_ms.max(1))
@@ -139,7 +148,7 @@ impl Kv for RedisKv {
     async fn set_if_absent(&self, key: &str, value: &str, ttl_ms: u64) -> Result<bool, KvError> {
         let mut conn = self.conn.clone();
         let reply: Option<String> = redis::cmd("SET")
-            .arg(key)
+            .arg(self.key(key))
             .arg(value)
             .arg("PX")
             .arg(ttl_ms.max(1))
@@ -154,6 +163,7 @@ impl Kv for RedisKv {
         if keys.is_empty() {
             return Ok(());
         }
+        let keys: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
         let mut conn = self.conn.clone();
         redis::cmd("DEL")
             .arg(keys)

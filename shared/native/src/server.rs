@@ -101,7 +101,7 @@ async fn open_sqlite(path: &Path) -> Result<(Arc<dyn Db>, String), String> {
 async fn open_kv(settings: &Settings) -> Result<(Arc<dyn Kv>, String), String> {
     match settings.redis_url.as_deref() {
         Some(url) => {
-            let kv = RedisKv::connect(url)
+            let kv = RedisKv::connect(url, &settings.redis_prefix)
                 .await
                 .map_err(|e| format!("connecting to Redis: {e}"))?;
             Ok((Arc::new(kv), format!("redis ({})", redact_url(url))))

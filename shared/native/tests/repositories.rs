@@ -1,0 +1,454 @@
+//! The repository suite: every repository function against the real PostgreSQL and SQLite, the
+//! same assertions on both.
+
+mod common;
+
+use std::sync::Arc;
+
+use feen_core::crypto::keyring::{KeyRing, SealedSecret};
+use feen_core::crypto::token::{self, TokenKind};
+use feen_core::ids::{KeyId, PatId, RequestId, SessionId, ShareId, UserId};
+use feen_core::limits::Policy;
+use feen_core::ports::{Db, DbError};
+use feen_core::secret::SecretString;
+use feen_core::usage::{Outcome, UsageEvent};
+use feen_store::keys::ApiKey;
+use feen_store::sessions::Session;
+use feen_store::shares::{HashScope, Share};
+use feen_store::tokens::Pat;
+use feen_store::{keys, sessions, shares, tokens, usage, users};
+
+const NOW: i64 = 1_800_000_000_000;
+
+fn rand10(n: u8) -> [u8; 10] {
+    [n; 10]
+}
+
+async fn user(db: &dyn Db, n: u8) -> UserId {
+    let user = users::User {
+        id: UserId::new(NOW, rand10(n)),
+        email: format!("user{n}@example.com"),
+        name: format!("User {n}"),
+        password_hash: "$argon2id$stub".into(),
+        created_at: NOW,
+    };
+    users::insert(db, &user).await.expect("insert user");
+    user.id
+}
+
+fn ring() -> KeyRing {
+    KeyRing::from_single([7; 32])
+}
+
+async fn key(db: &dyn Db, owner: &UserId, n: u8) -> (KeyId, SealedSecret) {
+    let key = ApiKey {
+        id: KeyId::new(NOW, rand10(n)),
+        user: owner.clone(),
+        name: format!("key {n}"),
+        provider: "openai".into(),
+        base_url: None,
+        hint: "sk-...abcd".into(),
+        created_at: NOW,
+        updated_at: NOW,
+    };
+    let sealed = ring().seal(
+        &SecretString::new(format!("sk-secret-{n}")),
+        key.id.as_str(),
+        [n; 12],
+    );
+    keys::insert(db, &key, &sealed).await.expect("insert key");
+    (key.id, sealed)
+}
+
+async fn share(db: &dyn Db, owner: &UserId, key: &KeyId, n: u8) -> (ShareId, token::TokenHash) {
+    let (_, hash) = token::issue(TokenKind::Share, [n; 32]);
+    let share = Share {
+        id: ShareId::new(NOW, rand10(n)),
+        user: owner.clone(),
+        key: key.clone(),
+        name: format!("share {n}"),
+        token_hint: "feen_abcd...".into(),
+        policy: Policy {
+            rate_limit: Some(5),
+            daily_limit: None,
+            expires_at_ms: None,
+            allowed_models: vec!["gpt-*".into()],
+        },
+        created_at: NOW,
+        updated_at: NOW,
+        revoked_at: None,
+    };
+    shares::insert(db, &share, &hash)
+        .await
+        .expect("insert share");
+    (share.id, hash)
+}
+
+async fn users_are_unique_by_email(db: Arc<dyn Db>) {
+    let db = db.as_ref();
+    let id = user(db, 1).await;
+    let found = users::by_email(db, "user1@example.com")
+        .await
+        .expect("query")
+        .expect("found");
+    assert_eq!(found.id, id);
+    assert_eq!(found.name, "User 1");
+    assert_eq!(
+        users::by_id(db, &id).await.expect("query").map(|u| u.email),
+        Some("user1@example.com".into())
+    );
+    assert!(
+        users::by_email(db, "nobody@example.com")
+            .await
+            .expect("query")
+            .is_none()
+    );
+    let twin = users::User {
+        id: UserId::new(NOW, rand10(2)),
+        ..found
+    };
+    assert!(matches!(
+        users::insert(db, &twin).await,
+        Err(DbError::UniqueViolation)
+    ));
+}
+
+async fn keys_belong_to_their_owner(db: Arc<dyn Db>) {
+    let db = db.as_ref();
+    let (ann, bob) = (user(db, 1).await, user(db, 2).await);
+    let (k, _) = key(db, &ann, 1).await;
+    assert_eq!(keys::list(db, &ann).await.expect("list").len(), 1);
+    assert!(keys::list(db, &bob).await.expect("list").is_empty());
+    assert!(keys::get(db, &bob, &k).await.expect("get").is_none());
+    assert!(
+        !keys::rename(db, &bob, &k, "stolen", NOW)
+            .await
+            .expect("rename")
+    );
+    assert!(
+        keys::rename(db, &ann, &k, "renamed", NOW + 1)
+            .await
+            .expect("rename")
+    );
+    let got = keys::get(db, &ann, &k).await.expect("get").expect("found");
+    assert_eq!(
+        (got.name.as_str(), got.updated_at, got.base_url),
+        ("renamed", NOW + 1, None)
+    );
+    let sealed = ring().seal(&SecretString::new("sk-new".into()), k.as_str(), [9; 12]);
+    assert!(
+        !keys::rotate(db, &bob, &k, &sealed, "...new", NOW)
+            .await
+            .expect("rotate")
+    );
+    assert!(
+        keys::rotate(db, &ann, &k, &sealed, "...new", NOW + 2)
+            .await
+            .expect("rotate")
+    );
+    assert!(!keys::delete(db, &bob, &k).await.expect("delete"));
+    assert!(keys::delete(db, &ann, &k).await.expect("delete"));
+    assert!(keys::get(db, &ann, &k).await.expect("get").is_none());
+}
+
+async fn shares_resolve_for_the_proxy_until_revoked(db: Arc<dyn Db>) {
+    let db = db.as_ref();
+    let (ann, bob) = (user(db, 1).await, user(db, 2).await);
+    let (k, sealed) = key(db, &ann, 1).await;
+    let (s, hash) = share(db, &ann, &k, 1).await;
+    let target = shares::proxy_target(db, &hash)
+        .await
+        .expect("query")
+        .expect("live share");
+    assert_eq!(target.share, s);
+    assert_eq!(target.sealed(), sealed);
+    assert_eq!(target.policy.rate_limit, Some(5));
+    assert_eq!(target.policy.daily_limit, None);
+    assert_eq!(target.policy.allowed_models, vec!["gpt-*".to_owned()]);
+    assert_eq!(
+        ring()
+            .open(&target.sealed(), k.as_str())
+            .map(|s| s.expose().to_owned())
+            .ok(),
+        Some("sk-secret-1".into())
+    );
+
+    let mut updated = shares::get(db, &ann, &s)
+        .await
+        .expect("get")
+        .expect("found");
+    updated.policy = Policy {
+        rate_limit: None,
+        daily_limit: Some(100),
+        expires_at_ms: Some(NOW + 5),
+        allowed_models: vec![],
+    };
+    let mut stolen = updated.clone();
+    stolen.user = bob.clone();
+    assert!(!shares::update(db, &stolen, NOW).await.expect("update"));
+    assert!(shares::update(db, &updated, NOW + 3).await.expect("update"));
+    let target = shares::proxy_target(db, &hash)
+        .await
+        .expect("query")
+        .expect("live");
+    assert_eq!(target.policy, updated.policy);
+
+    assert_eq!(
+        shares::token_hashes(db, &ann, HashScope::Key(&k))
+            .await
+            .expect("hashes"),
+        vec![hash.clone()]
+    );
+    assert!(
+        shares::token_hashes(db, &bob, HashScope::Share(&s))
+            .await
+            .expect("hashes")
+            .is_empty()
+    );
+
+    let (_, new_hash) = token::issue(TokenKind::Share, [77; 32]);
+    assert!(
+        shares::replace_token(db, &ann, &s, &new_hash, "feen_new...", NOW + 4)
+            .await
+            .expect("replace")
+    );
+    assert!(
+        shares::proxy_target(db, &hash)
+            .await
+            .expect("query")
+            .is_none()
+    );
+    assert!(
+        shares::proxy_target(db, &new_hash)
+            .await
+            .expect("query")
+            .is_some()
+    );
+
+    assert!(!shares::revoke(db, &bob, &s, NOW).await.expect("revoke"));
+    assert!(shares::revoke(db, &ann, &s, NOW + 5).await.expect("revoke"));
+    assert!(
+        !shares::revoke(db, &ann, &s, NOW + 6)
+            .await
+            .expect("second revoke is a no-op")
+    );
+    assert!(
+        shares::proxy_target(db, &new_hash)
+            .await
+            .expect("query")
+            .is_none()
+    );
+    let revoked = shares::get(db, &ann, &s).await.expect("get").expect("kept");
+    assert_eq!(revoked.revoked_at, Some(NOW + 5));
+    assert!(
+        !shares::update(db, &revoked, NOW)
+            .await
+            .expect("revoked shares cannot change")
+    );
+}
+
+async fn deleting_a_key_deletes_its_shares(db: Arc<dyn Db>) {
+    let db = db.as_ref();
+    let ann = user(db, 1).await;
+    let (k, _) = key(db, &ann, 1).await;
+    let (_, hash) = share(db, &ann, &k, 1).await;
+    assert!(keys::delete(db, &ann, &k).await.expect("delete"));
+    assert!(shares::list(db, &ann).await.expect("list").is_empty());
+    assert!(
+        shares::proxy_target(db, &hash)
+            .await
+            .expect("query")
+            .is_none()
+    );
+}
+
+async fn refresh_tokens_rotate_once(db: Arc<dyn Db>) {
+    let db = db.as_ref();
+    let ann = user(db, 1).await;
+    let family = SessionId::new(NOW, rand10(1));
+    let (_, hash) = token::issue(TokenKind::Refresh, [1; 32]);
+    let session = Session {
+        id: family.clone(),
+        family: family.clone(),
+        user: ann,
+        expires_at: NOW + 1000,
+        rotated_at: None,
+        revoked_at: None,
+    };
+    sessions::insert(db, &session, &hash, NOW)
+        .await
+        .expect("insert");
+    assert_eq!(
+        sessions::by_token(db, &hash).await.expect("query"),
+        Some(session.clone())
+    );
+    assert!(
+        sessions::mark_rotated(db, &session.id, NOW + 1)
+            .await
+            .expect("rotate")
+    );
+    assert!(
+        !sessions::mark_rotated(db, &session.id, NOW + 2)
+            .await
+            .expect("second rotation loses")
+    );
+    let next = Session {
+        id: SessionId::new(NOW, rand10(2)),
+        ..session.clone()
+    };
+    let (_, next_hash) = token::issue(TokenKind::Refresh, [2; 32]);
+    sessions::insert(db, &next, &next_hash, NOW + 1)
+        .await
+        .expect("insert next");
+    sessions::revoke_family(db, &family, NOW + 3)
+        .await
+        .expect("revoke");
+    for h in [&hash, &next_hash] {
+        assert_eq!(
+            sessions::by_token(db, h)
+                .await
+                .expect("query")
+                .and_then(|s| s.revoked_at),
+            Some(NOW + 3)
+        );
+    }
+    assert!(
+        !sessions::mark_rotated(db, &next.id, NOW + 4)
+            .await
+            .expect("revoked tokens do not rotate")
+    );
+}
+
+async fn personal_access_tokens_expire_and_revoke(db: Arc<dyn Db>) {
+    let db = db.as_ref();
+    let (ann, bob) = (user(db, 1).await, user(db, 2).await);
+    let (_, h1) = token::issue(TokenKind::Pat, [1; 32]);
+    let (_, h2) = token::issue(TokenKind::Pat, [2; 32]);
+    let forever = Pat {
+        id: PatId::new(NOW, rand10(1)),
+        user: ann.clone(),
+        name: "cli".into(),
+        created_at: NOW,
+        expires_at: None,
+    };
+    let brief = Pat {
+        id: PatId::new(NOW, rand10(2)),
+        user: ann.clone(),
+        name: "ci".into(),
+        created_at: NOW,
+        expires_at: Some(NOW + 10),
+    };
+    tokens::insert(db, &forever, &h1).await.expect("insert");
+    tokens::insert(db, &brief, &h2).await.expect("insert");
+    assert_eq!(tokens::list(db, &ann).await.expect("list").len(), 2);
+    assert!(
+        tokens::by_token(db, &h2, NOW + 5)
+            .await
+            .expect("query")
+            .is_some()
+    );
+    assert!(
+        tokens::by_token(db, &h2, NOW + 10)
+            .await
+            .expect("query")
+            .is_none()
+    );
+    assert!(
+        !tokens::revoke(db, &bob, &forever.id, NOW)
+            .await
+            .expect("revoke")
+    );
+    assert!(
+        tokens::revoke(db, &ann, &forever.id, NOW)
+            .await
+            .expect("revoke")
+    );
+    assert!(
+        tokens::by_token(db, &h1, NOW)
+            .await
+            .expect("query")
+            .is_none()
+    );
+    assert_eq!(tokens::list(db, &ann).await.expect("list"), vec![brief]);
+}
+
+fn event(n: u8, share: &ShareId, key: &KeyId, user: &UserId, tokens: (u64, u64)) -> UsageEvent {
+    UsageEvent {
+        request_id: RequestId::new(NOW + i64::from(n), rand10(n)),
+        share_id: share.clone(),
+        key_id: key.clone(),
+        user_id: user.clone(),
+        provider: "openai".into(),
+        model: (n % 2 == 0).then(|| "gpt-4o".to_owned()),
+        endpoint: "/v1/chat/completions".into(),
+        status: 200,
+        streamed: n % 2 == 1,
+        input_tokens: tokens.0,
+        output_tokens: tokens.1,
+        started_at_ms: NOW + i64::from(n),
+        duration_ms: 12,
+        outcome: if n == 3 {
+            Outcome::ClientDisconnected
+        } else {
+            Outcome::Completed
+        },
+    }
+}
+
+async fn usage_events_are_written_once(db: Arc<dyn Db>) {
+    let db = db.as_ref();
+    let (ann, bob) = (user(db, 1).await, user(db, 2).await);
+    let (k, _) = key(db, &ann, 1).await;
+    let (s, _) = share(db, &ann, &k, 1).await;
+    let events: Vec<_> = (1..=120).map(|n| event(n, &s, &k, &ann, (10, 3))).collect();
+    assert_eq!(usage::insert_batch(db, &events).await.expect("insert"), 120);
+    assert_eq!(
+        usage::insert_batch(db, &events[..60])
+            .await
+            .expect("replay"),
+        0
+    );
+    let totals = usage::share_totals(db, &ann, &s, 0).await.expect("totals");
+    assert_eq!(
+        totals,
+        usage::Totals {
+            requests: 120,
+            input_tokens: 1200,
+            output_tokens: 360
+        }
+    );
+    assert_eq!(
+        usage::share_totals(db, &bob, &s, 0).await.expect("totals"),
+        usage::Totals::default()
+    );
+    let recent = usage::recent(db, &ann, &s, 5).await.expect("recent");
+    assert_eq!(recent.len(), 5);
+    assert_eq!(recent[0], events[119]);
+    let third = usage::recent(db, &ann, &s, 200)
+        .await
+        .expect("recent")
+        .into_iter()
+        .find(|e| e.request_id == events[2].request_id);
+    assert_eq!(third, Some(events[2].clone()));
+}
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name(crate::common::sqlite().await).await })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name(crate::common::postgres().await).await })*
+        }
+    };
+}
+
+on_both!(
+    users_are_unique_by_email,
+    keys_belong_to_their_owner,
+    shares_resolve_for_the_proxy_until_revoked,
+    deleting_a_key_deletes_its_shares,
+    refresh_tokens_rotate_once,
+    personal_access_tokens_expire_and_revoke,
+    usage_events_are_written_once,
+);
