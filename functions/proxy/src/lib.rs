@@ -137,6 +137,11 @@ async fn proxy(
     if let Ok(value) = HeaderValue::from_str(&format!("feen;dur={overhead}")) {
         head.headers.append(SERVER_TIMING, value);
     }
+    let expected_len = head
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
     let meter = Meter::new(
         format,
         event,
@@ -144,10 +149,8 @@ async fn proxy(
         ctx.clock.clone(),
         started_us,
     );
-    Ok(Response::from_parts(
-        head,
-        Body::from_stream(Metered::new(body, meter)),
-    ))
+    let body = Body::from_stream(Metered::new(body, meter, expected_len));
+    Ok(Response::from_parts(head, body))
 }
 
 /// The upstream path for a request path: `/api/proxy/v1/x` → `/v1/x`, `/v1/x` → `/v1/x`.

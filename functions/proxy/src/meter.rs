@@ -57,14 +57,20 @@ impl Meter {
 pub struct Metered {
     inner: Body,
     meter: Option<Meter>,
+    /// The upstream's `Content-Length`: servers stop polling a body once that many bytes are
+    /// out, so reaching it is the end of the body.
+    expected_len: Option<u64>,
+    seen_len: u64,
 }
 
 impl Metered {
-    /// Wraps `inner`.
-    pub fn new(inner: Body, meter: Meter) -> Self {
+    /// Wraps `inner`, whose length is `expected_len` when the upstream said.
+    pub fn new(inner: Body, meter: Meter, expected_len: Option<u64>) -> Self {
         Self {
             inner,
             meter: Some(meter),
+            expected_len,
+            seen_len: 0,
         }
     }
 }
@@ -79,6 +85,12 @@ impl Stream for Metered {
             Poll::Ready(Some(Ok(chunk))) => {
                 if let Some(meter) = this.meter.as_mut() {
                     meter.parser.feed(chunk);
+                }
+                this.seen_len += chunk.len() as u64;
+                if this.expected_len.is_some_and(|len| this.seen_len >= len)
+                    && let Some(meter) = this.meter.take()
+                {
+                    meter.finish(Outcome::Completed);
                 }
             }
             Poll::Ready(Some(Err(_))) => {

@@ -1,0 +1,260 @@
+//! Starting `feen serve` for a test: on a free port, with its own data directory, logs captured
+//! to a file (so tests can assert what was and was not logged), stopped with SIGTERM.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use tokio::process::{Child, Command};
+
+/// A name no other test (or test process) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}{}_{}_{}",
+        std::process::id(),
+        nanos % 1_000_000_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The `feen` binary under test: `FEEN_BIN`, or the workspace's debug build.
+pub fn binary() -> PathBuf {
+    if let Ok(path) = std::env::var("FEEN_BIN") {
+        return PathBuf::from(path);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let path = target.join("debug/feen");
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (cargo build -p feen)",
+        path.display()
+    );
+    path
+}
+
+/// The PostgreSQL the tests use (`scripts/services.sh` sets it up).
+pub fn database_url() -> String {
+    std::env::var("FEEN_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://feen:feen@127.0.0.1:5432/feen_test".into())
+}
+
+/// The Redis the tests use.
+pub fn redis_url() -> String {
+    std::env::var("FEEN_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A fresh, empty PostgreSQL database; returns its URL.
+pub async fn fresh_postgres_database() -> String {
+    use feen_core::ports::Db;
+    let name = unique("e2e_");
+    let admin = feen_native::db::PgDb::connect(&database_url(), 1, None)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL is not reachable (run scripts/services.sh): {e}"));
+    admin
+        .execute(&format!("CREATE DATABASE {name}"), &[])
+        .await
+        .unwrap_or_else(|e| panic!("create database: {e}"));
+    let base = database_url();
+    let (server, _) = base.rsplit_once('/').unwrap_or((&base, ""));
+    format!("{server}/{name}")
+}
+
+/// Which storage a Feen process uses.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    /// The embedded default: SQLite in the data directory, counters in process.
+    Embedded,
+    /// PostgreSQL and Redis (the URL of the database; Redis keys under `prefix`).
+    Shared {
+        database_url: String,
+        redis_prefix: String,
+    },
+}
+
+impl Backend {
+    /// A shared backend with a fresh database and Redis prefix of its own.
+    pub async fn fresh_shared() -> Self {
+        Backend::Shared {
+            database_url: fresh_postgres_database().await,
+            redis_prefix: format!("{}:", unique("e2e")),
+        }
+    }
+}
+
+/// Secrets shared by every process of one deployment.
+#[derive(Clone, Debug)]
+pub struct Secrets {
+    /// `FEEN_KEYRING`.
+    pub keyring: String,
+    /// `FEEN_SESSION_SECRET`.
+    pub session: String,
+}
+
+impl Secrets {
+    /// Fresh random secrets (from the test's pid and clock: they protect nothing real).
+    pub fn fresh() -> Self {
+        let seed = unique("s");
+        let bytes = |tag: &str| {
+            let mut out = [0u8; 32];
+            for (i, b) in format!("{tag}{seed}").bytes().cycle().take(32).enumerate() {
+                out[i] = b;
+            }
+            out
+        };
+        Self {
+            keyring: format!("1:{}", B64.encode(bytes("k"))),
+            session: B64.encode(bytes("j")),
+        }
+    }
+}
+
+/// A running `feen serve`.
+pub struct Feen {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    log_path: PathBuf,
+    child: Option<Child>,
+}
+
+/// How to start a Feen process.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Storage.
+    pub backend: Backend,
+    /// Secrets; `None` lets Feen create its own in the data directory.
+    pub secrets: Option<Secrets>,
+    /// The data directory; `None` for a fresh one.
+    pub data_dir: Option<PathBuf>,
+    /// Extra environment.
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Embedded,
+            secrets: None,
+            data_dir: None,
+            env: Vec::new(),
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+impl Feen {
+    /// Starts the embedded default in a fresh data directory.
+    pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    /// Starts Feen as `options` say and waits until it answers.
+    pub async fn start_with(options: Options) -> Self {
+        let data_dir = options
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join(unique("feen-e2e-")));
+        std::fs::create_dir_all(&data_dir).unwrap_or_else(|e| panic!("data dir: {e}"));
+        let log_path = data_dir.join(format!("{}.log", unique("feen-")));
+        let log = std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("log file: {e}"));
+        let port = free_port();
+        let mut cmd = Command::new(binary());
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .env_remove("FEEN_KEYRING")
+            .env_remove("FEEN_SESSION_SECRET")
+            .env("FEEN_ALLOW_PRIVATE_UPSTREAMS", "1")
+            .env("FEEN_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true);
+        if let Backend::Shared {
+            database_url,
+            redis_prefix,
+        } = &options.backend
+        {
+            cmd.env("DATABASE_URL", database_url)
+                .env("REDIS_URL", redis_url())
+                .env("FEEN_REDIS_PREFIX", redis_prefix);
+        }
+        if let Some(secrets) = &options.secrets {
+            cmd.env("FEEN_KEYRING", &secrets.keyring)
+                .env("FEEN_SESSION_SECRET", &secrets.session);
+        }
+        for (k, v) in &options.env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", binary().display()));
+        let feen = Self {
+            base: format!("http://127.0.0.1:{port}"),
+            data_dir,
+            log_path,
+            child: Some(child),
+        };
+        feen.wait_ready().await;
+        feen
+    }
+
+    async fn wait_ready(&self) {
+        let client = crate::http_client();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(resp) = client.get(format!("{}/healthz", self.base)).send().await
+                && resp.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("feen did not become ready; its log:\n{}", self.logs());
+    }
+
+    /// Everything Feen has logged so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Stops Feen with SIGTERM (a graceful shutdown) and waits for it to exit.
+    pub async fn stop(mut self) -> std::process::ExitStatus {
+        let Some(mut child) = self.child.take() else {
+            panic!("already stopped")
+        };
+        if let Some(pid) = child.id() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status()
+                .await;
+        }
+        match tokio::time::timeout(Duration::from_secs(40), child.wait()).await {
+            Ok(Ok(status)) => status,
+            _ => panic!("feen did not stop within 40 s; its log:\n{}", self.logs()),
+        }
+    }
+}

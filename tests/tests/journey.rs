@@ -1,0 +1,438 @@
+//! The user journey, end to end over HTTP: register → log in → add a key → mint a share → chat
+//! completions through the proxy, plain and streamed → usage recorded → a limit gives 429 →
+//! revoke → 401. Runs on the embedded default and on PostgreSQL + Redis.
+//!
+//! With `FEEN_E2E_BASE_URL` set, the suite talks to that host instead of starting one.
+
+use std::time::{Duration, Instant};
+
+use feen_e2e::api::{Api, User};
+use feen_e2e::feen::{Backend, Feen, Options};
+use feen_e2e::mock::{self, MockProvider};
+use futures_util::StreamExt;
+use http::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const SECRET: &str = "sk-mock-journey-0123456789abcdef";
+
+/// A Feen to test: the one at `FEEN_E2E_BASE_URL`, or a fresh local one.
+async fn target(backend: Backend) -> (Api, Option<Feen>) {
+    if let Ok(base) = std::env::var("FEEN_E2E_BASE_URL") {
+        return (Api::new(&base), None);
+    }
+    let feen = Feen::start_with(Options {
+        backend,
+        ..Options::default()
+    })
+    .await;
+    (Api::new(&feen.base), Some(feen))
+}
+
+async fn setup(api: &Api, limits: Value) -> (User, MockProvider, String, String, String) {
+    let mock = MockProvider::start(SECRET).await;
+    let user = api.signup("journey").await;
+    let key = api.add_key(&user, "openai", SECRET, &mock.base_url()).await;
+    let (share, token) = api.mint(&user, &key, limits).await;
+    (user, mock, key, share, token)
+}
+
+fn chat_body(stream: bool) -> Value {
+    let mut body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]});
+    if stream {
+        body["stream"] = json!(true);
+        body["stream_options"] = json!({"include_usage": true});
+    }
+    body
+}
+
+async fn journey(api: Api) {
+    let (user, mock, _key, share, token) = setup(&api, json!({"rateLimit": 3})).await;
+
+    let plain = api.chat(&token, chat_body(false)).await;
+    assert_eq!(plain.status, StatusCode::OK, "{}", plain.text);
+    assert_eq!(plain.str("/choices/0/message/content"), mock::REPLY);
+    assert!(
+        plain
+            .header("x-feen-request-id")
+            .is_some_and(|id| id.starts_with("req_"))
+    );
+    assert!(
+        plain
+            .header("x-feen-overhead-ms")
+            .is_some_and(|ms| ms.parse::<f64>().is_ok())
+    );
+    assert_eq!(plain.header("x-ratelimit-limit-requests"), Some("3"));
+    assert_eq!(plain.header("x-ratelimit-remaining-requests"), Some("2"));
+
+    let streamed = api.chat(&token, chat_body(true)).await;
+    assert_eq!(streamed.status, StatusCode::OK);
+    assert_eq!(streamed.header("content-type"), Some("text/event-stream"));
+    assert!(
+        streamed.text.contains("\" mock\"") && streamed.text.ends_with("data: [DONE]\n\n"),
+        "{}",
+        streamed.text
+    );
+
+    // The provider got the real key, in its own style, and never the Feen token.
+    let seen = mock.requests();
+    assert_eq!(seen.len(), 2);
+    for request in &seen {
+        assert_eq!(
+            request.header("authorization"),
+            Some(format!("Bearer {SECRET}").as_str())
+        );
+        assert_eq!(request.path, "/v1/chat/completions");
+        assert!(
+            request.headers.iter().all(|(_, v)| !v.contains(&token)),
+            "feen token leaked upstream"
+        );
+    }
+
+    let usage = api.wait_for_usage(&user, &share, 2).await;
+    assert_eq!(
+        usage.body["totals"],
+        json!({"requests": 2, "inputTokens": 2 * mock::OPENAI_INPUT_TOKENS, "outputTokens": 2 * mock::OPENAI_OUTPUT_TOKENS})
+    );
+    let events = usage.body["events"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["streamed"] == json!(true))
+            .count(),
+        1
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e["outcome"] == json!("completed") && e["status"] == json!(200))
+    );
+    assert!(events.iter().all(|e| e["model"] == json!("gpt-4o-mini")));
+
+    let third = api.chat(&token, chat_body(false)).await;
+    assert_eq!(third.status, StatusCode::OK);
+    let limited = api.chat(&token, chat_body(false)).await;
+    assert_eq!(
+        limited.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        limited.text
+    );
+    assert_eq!(limited.code(), "rate_limit_exceeded");
+    let retry: u64 = limited
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert!((1..=60).contains(&retry));
+    assert_eq!(
+        mock.requests().len(),
+        3,
+        "a refused request must not reach the provider"
+    );
+
+    assert_eq!(
+        api.delete(&format!("/api/shared/{share}"), &user.token)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    let revoked = api.chat(&token, chat_body(false)).await;
+    assert_eq!(revoked.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(revoked.code(), "invalid_token");
+    let listed = api.get("/api/shared", &user.token).await;
+    assert_eq!(listed.body["shares"][0]["status"], "revoked");
+    assert!(
+        !listed.text.contains(&token),
+        "the token is shown once, at minting"
+    );
+}
+
+#[tokio::test]
+async fn the_whole_journey_works_on_the_embedded_default() {
+    let (api, _feen) = target(Backend::Embedded).await;
+    journey(api).await;
+}
+
+#[tokio::test]
+async fn the_whole_journey_works_on_postgres_and_redis() {
+    let (api, _feen) = target(Backend::fresh_shared().await).await;
+    journey(api).await;
+}
+
+#[tokio::test]
+async fn streamed_bytes_reach_the_client_before_the_upstream_finishes() {
+    let (api, _feen) = target(Backend::Embedded).await;
+    let (_user, _mock, _key, _share, token) = setup(&api, json!({})).await;
+    let started = Instant::now();
+    let resp = feen_e2e::http_client()
+        .post(format!("{}/api/proxy/v1/chat/completions", api.base))
+        .bearer_auth(&token)
+        .header("x-mock-chunk-delay-ms", "150")
+        .json(&chat_body(true))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut arrivals = Vec::new();
+    let mut body = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.expect("chunk");
+        arrivals.push(started.elapsed());
+        body.extend_from_slice(&chunk);
+    }
+    let total = started.elapsed();
+    // 8 events 150 ms apart: the upstream takes over a second; the first event must not wait.
+    assert!(total >= Duration::from_millis(1000), "{total:?}");
+    assert!(
+        arrivals[0] + Duration::from_millis(700) < total,
+        "first byte at {:?} of {total:?}",
+        arrivals[0]
+    );
+    assert!(
+        arrivals.len() >= 6,
+        "chunks arrived in {} reads: buffered?",
+        arrivals.len()
+    );
+    assert!(String::from_utf8_lossy(&body).ends_with("data: [DONE]\n\n"));
+}
+
+#[tokio::test]
+async fn anthropic_keys_are_sent_as_x_api_key_and_their_usage_is_read() {
+    let (api, _feen) = target(Backend::Embedded).await;
+    let mock = MockProvider::start(SECRET).await;
+    let user = api.signup("anthropic").await;
+    let key = api
+        .add_key(&user, "anthropic", SECRET, &mock.base_url())
+        .await;
+    let (share, token) = api.mint(&user, &key, json!({})).await;
+    let body = json!({"model": "claude-3-5-haiku", "max_tokens": 64, "messages": [{"role": "user", "content": "Hi"}]});
+    let headers = [
+        ("x-api-key", token.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let plain = api
+        .raw(
+            Method::POST,
+            "/api/proxy/v1/messages",
+            &headers,
+            Some(body.to_string().into_bytes()),
+        )
+        .await;
+    assert_eq!(plain.status, StatusCode::OK, "{}", plain.text);
+    assert_eq!(plain.str("/content/0/text"), mock::REPLY);
+    let mut streamed_body = body.clone();
+    streamed_body["stream"] = json!(true);
+    let streamed = api
+        .raw(
+            Method::POST,
+            "/api/proxy/v1/messages",
+            &headers,
+            Some(streamed_body.to_string().into_bytes()),
+        )
+        .await;
+    assert_eq!(streamed.status, StatusCode::OK);
+    assert!(streamed.text.contains("event: message_stop"));
+    for request in mock.requests() {
+        assert_eq!(request.header("x-api-key"), Some(SECRET));
+        assert_eq!(request.header("anthropic-version"), Some("2023-06-01"));
+        assert_eq!(request.header("authorization"), None);
+    }
+    let usage = api.wait_for_usage(&user, &share, 2).await;
+    assert_eq!(
+        usage.body["totals"]["inputTokens"],
+        json!(2 * mock::ANTHROPIC_INPUT_TOKENS)
+    );
+    assert_eq!(
+        usage.body["totals"]["outputTokens"],
+        json!(2 * mock::ANTHROPIC_OUTPUT_TOKENS)
+    );
+}
+
+#[tokio::test]
+async fn the_openai_compatible_v1_prefix_proxies_too() {
+    let (api, _feen) = target(Backend::Embedded).await;
+    let (_user, mock, _key, _share, token) = setup(&api, json!({})).await;
+    let reply = api
+        .call(
+            Method::POST,
+            "/v1/chat/completions",
+            Some(&token),
+            Some(chat_body(false)),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(mock.requests()[0].path, "/v1/chat/completions");
+}
+
+#[tokio::test]
+async fn rotating_a_key_takes_effect_on_the_next_request() {
+    let (api, _feen) = target(Backend::Embedded).await;
+    let (user, mock, key, _share, token) = setup(&api, json!({})).await;
+    assert_eq!(
+        api.chat(&token, chat_body(false)).await.status,
+        StatusCode::OK
+    );
+    let new_secret = "sk-mock-rotated-99999999999999";
+    mock.accept_only(new_secret);
+    // The provider refuses the old key, and Feen passes its answer through.
+    assert_eq!(
+        api.chat(&token, chat_body(false)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let rotated = api
+        .post(
+            &format!("/api/keys/{key}/rotate"),
+            Some(&user.token),
+            json!({"apiKey": new_secret}),
+        )
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.text);
+    assert_eq!(rotated.str("/hint"), "sk-...9999");
+    assert_eq!(
+        api.chat(&token, chat_body(false)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        mock.requests()
+            .last()
+            .and_then(|r| r.header("authorization").map(str::to_owned)),
+        Some(format!("Bearer {new_secret}"))
+    );
+}
+
+#[tokio::test]
+async fn daily_limits_models_and_expiry_are_enforced() {
+    let (api, _feen) = target(Backend::Embedded).await;
+    let (user, mock, key, _share, token) = setup(&api, json!({"dailyLimit": 1})).await;
+    assert_eq!(
+        api.chat(&token, chat_body(false)).await.status,
+        StatusCode::OK
+    );
+    let over = api.chat(&token, chat_body(false)).await;
+    assert_eq!(
+        (over.status, over.code()),
+        (StatusCode::TOO_MANY_REQUESTS, "daily_limit_exceeded")
+    );
+    assert!(over.header("retry-after").is_some());
+
+    let (_, models_token) = api
+        .mint(&user, &key, json!({"allowedModels": ["gpt-4o-*"]}))
+        .await;
+    let allowed = api.chat(&models_token, chat_body(false)).await;
+    assert_eq!(allowed.status, StatusCode::OK);
+    let refused = api
+        .chat(&models_token, json!({"model": "o1-pro", "messages": []}))
+        .await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::FORBIDDEN, "model_not_allowed")
+    );
+    let unnamed = api.chat(&models_token, json!({"messages": []})).await;
+    assert_eq!(
+        (unnamed.status, unnamed.code()),
+        (StatusCode::FORBIDDEN, "model_required")
+    );
+
+    let soon = feen_core::timefmt::to_rfc3339(now_ms() + 1500);
+    let (_, brief_token) = api.mint(&user, &key, json!({"expiresAt": soon})).await;
+    assert_eq!(
+        api.chat(&brief_token, chat_body(false)).await.status,
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    let expired = api.chat(&brief_token, chat_body(false)).await;
+    assert_eq!(
+        (expired.status, expired.code()),
+        (StatusCode::UNAUTHORIZED, "token_expired")
+    );
+    assert_eq!(
+        mock.requests().len(),
+        3,
+        "only admitted requests reach the provider"
+    );
+}
+
+#[tokio::test]
+async fn updated_limits_and_regenerated_tokens_take_effect_at_once() {
+    let (api, _feen) = target(Backend::Embedded).await;
+    let (user, _mock, _key, share, token) = setup(&api, json!({"rateLimit": 1})).await;
+    assert_eq!(
+        api.chat(&token, chat_body(false)).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        api.chat(&token, chat_body(false)).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let raised = api
+        .patch(
+            &format!("/api/shared/{share}"),
+            &user.token,
+            json!({"rateLimit": 5}),
+        )
+        .await;
+    assert_eq!(raised.status, StatusCode::OK, "{}", raised.text);
+    assert_eq!(raised.body["rateLimit"], 5);
+    assert_eq!(
+        api.chat(&token, chat_body(false)).await.status,
+        StatusCode::OK
+    );
+    let unlimited = api
+        .patch(
+            &format!("/api/shared/{share}"),
+            &user.token,
+            json!({"rateLimit": null}),
+        )
+        .await;
+    assert_eq!(unlimited.body["rateLimit"], Value::Null);
+
+    let regenerated = api
+        .post(
+            &format!("/api/shared/{share}/regenerate"),
+            Some(&user.token),
+            json!({}),
+        )
+        .await;
+    assert_eq!(regenerated.status, StatusCode::OK, "{}", regenerated.text);
+    let new_token = regenerated.str("/token");
+    assert_ne!(new_token, token);
+    assert_eq!(
+        api.chat(&token, chat_body(false)).await.code(),
+        "invalid_token"
+    );
+    assert_eq!(
+        api.chat(&new_token, chat_body(false)).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_provider_is_a_502_and_still_recorded() {
+    let (api, _feen) = target(Backend::Embedded).await;
+    let user = api.signup("down").await;
+    // Nothing listens on port 9 (discard) here.
+    let key = api
+        .add_key(&user, "openai", SECRET, "http://127.0.0.1:9")
+        .await;
+    let (share, token) = api.mint(&user, &key, json!({})).await;
+    let reply = api.chat(&token, chat_body(false)).await;
+    assert_eq!(
+        (reply.status, reply.code()),
+        (StatusCode::BAD_GATEWAY, "upstream_unreachable")
+    );
+    assert!(
+        !reply.text.contains("127.0.0.1"),
+        "internal detail leaked: {}",
+        reply.text
+    );
+    let usage = api.wait_for_usage(&user, &share, 1).await;
+    assert_eq!(usage.body["events"][0]["outcome"], "upstream_error");
+    assert_eq!(usage.body["events"][0]["status"], 0);
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
