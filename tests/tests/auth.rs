@@ -1,0 +1,330 @@
+//! Accounts and sessions over HTTP: login answers, refresh rotation and reuse detection, logout,
+//! cookies and CSRF, personal access tokens, and login throttling.
+
+use feen_e2e::api::Api;
+use feen_e2e::feen::Feen;
+use http::{Method, StatusCode};
+use serde_json::json;
+
+async fn target() -> (Api, Option<Feen>) {
+    if let Ok(base) = std::env::var("FEEN_E2E_BASE_URL") {
+        return (Api::new(&base), None);
+    }
+    let feen = Feen::start().await;
+    (Api::new(&feen.base), Some(feen))
+}
+
+#[tokio::test]
+async fn login_returns_tokens_and_http_only_same_site_cookies() {
+    let (api, _feen) = target().await;
+    let user = api.signup("cookies").await;
+    let login = api
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"email": user.email, "password": user.password}),
+        )
+        .await;
+    assert_eq!(login.status, StatusCode::OK);
+    assert_eq!(login.body["tokenType"], "Bearer");
+    assert_eq!(login.body["expiresIn"], 900);
+    assert_eq!(login.body["user"]["email"], user.email.as_str());
+    assert!(login.body["user"].get("passwordHash").is_none() && !login.text.contains("argon2"));
+    let cookies: Vec<&str> = login
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    assert_eq!(cookies.len(), 2, "{cookies:?}");
+    for cookie in &cookies {
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+            "{cookie}"
+        );
+    }
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with("feen_refresh=") && c.contains("Path=/api/auth"))
+    );
+
+    // The access cookie authenticates the dashboard's reads.
+    let access_cookie = cookies
+        .iter()
+        .find(|c| c.starts_with("feen_access="))
+        .and_then(|c| c.split(';').next())
+        .unwrap_or("");
+    let me = api
+        .raw(
+            Method::GET,
+            "/api/auth/me",
+            &[("cookie", access_cookie)],
+            None,
+        )
+        .await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.text);
+    assert_eq!(me.body["user"]["id"], user.id.as_str());
+
+    // A cookie-authenticated write from another origin is refused (CSRF).
+    let body = json!({"name": "x", "provider": "openai", "apiKey": "sk-abc"})
+        .to_string()
+        .into_bytes();
+    let cross = api
+        .raw(
+            Method::POST,
+            "/api/keys",
+            &[
+                ("cookie", access_cookie),
+                ("origin", "https://evil.example"),
+                ("content-type", "application/json"),
+            ],
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(
+        (cross.status, cross.code()),
+        (StatusCode::FORBIDDEN, "csrf_rejected")
+    );
+    // And a form post (not JSON) is refused whatever its origin.
+    let form = api
+        .raw(
+            Method::POST,
+            "/api/keys",
+            &[
+                ("cookie", access_cookie),
+                ("content-type", "application/x-www-form-urlencoded"),
+            ],
+            Some(b"name=x".to_vec()),
+        )
+        .await;
+    assert_eq!(form.status, StatusCode::BAD_REQUEST);
+    assert!(
+        api.get("/api/keys", &user.token).await.body["keys"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+    );
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_a_reused_refresh_token_ends_the_session() {
+    let (api, _feen) = target().await;
+    let user = api.signup("refresh").await;
+    let first = api
+        .post(
+            "/api/auth/refresh",
+            None,
+            json!({"refreshToken": user.refresh}),
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    let rotated = first.str("/refreshToken");
+    assert_ne!(rotated, user.refresh);
+    let access = first.str("/accessToken");
+    assert_eq!(
+        api.get("/api/auth/me", &access).await.status,
+        StatusCode::OK
+    );
+
+    // Replaying the first refresh token is theft: the whole session ends.
+    let replay = api
+        .post(
+            "/api/auth/refresh",
+            None,
+            json!({"refreshToken": user.refresh}),
+        )
+        .await;
+    assert_eq!(
+        (replay.status, replay.code()),
+        (StatusCode::UNAUTHORIZED, "refresh_token_reused")
+    );
+    let after = api
+        .post("/api/auth/refresh", None, json!({"refreshToken": rotated}))
+        .await;
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED);
+    let me = api.get("/api/auth/me", &access).await;
+    assert_eq!(
+        (me.status, me.code()),
+        (StatusCode::UNAUTHORIZED, "session_ended")
+    );
+
+    for bad in [
+        json!({"refreshToken": "feenrt_nope"}),
+        json!({"refreshToken": 5}),
+        json!({}),
+    ] {
+        let reply = api.post("/api/auth/refresh", None, bad.clone()).await;
+        assert!(
+            reply.status == StatusCode::UNAUTHORIZED || reply.status == StatusCode::BAD_REQUEST,
+            "{bad}: {}",
+            reply.text
+        );
+    }
+}
+
+#[tokio::test]
+async fn logout_makes_the_access_and_refresh_tokens_stop_working() {
+    let (api, _feen) = target().await;
+    let user = api.signup("logout").await;
+    assert_eq!(
+        api.get("/api/auth/me", &user.token).await.status,
+        StatusCode::OK
+    );
+    let out = api
+        .call(Method::POST, "/api/auth/logout", Some(&user.token), None)
+        .await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT, "{}", out.text);
+    assert_eq!(
+        api.get("/api/auth/me", &user.token).await.code(),
+        "session_ended"
+    );
+    let refresh = api
+        .post(
+            "/api/auth/refresh",
+            None,
+            json!({"refreshToken": user.refresh}),
+        )
+        .await;
+    assert_eq!(refresh.status, StatusCode::UNAUTHORIZED);
+    let again = api.call(Method::POST, "/api/auth/logout", None, None).await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn unknown_email_and_wrong_password_get_the_same_answer() {
+    let (api, _feen) = target().await;
+    let user = api.signup("enum").await;
+    let wrong = api
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"email": user.email, "password": "not the password"}),
+        )
+        .await;
+    let unknown = api
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"email": "nobody-here@example.com", "password": "not the password"}),
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        (wrong.status, wrong.text.clone()),
+        (unknown.status, unknown.text.clone())
+    );
+    assert_eq!(wrong.code(), "invalid_credentials");
+}
+
+#[tokio::test]
+async fn repeated_failed_logins_lock_the_account_for_a_while() {
+    let (api, _feen) = target().await;
+    let user = api.signup("throttle").await;
+    for _ in 0..10 {
+        let reply = api
+            .post(
+                "/api/auth/login",
+                None,
+                json!({"email": user.email, "password": "guess guess guess"}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    }
+    let locked = api
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"email": user.email, "password": user.password}),
+        )
+        .await;
+    assert_eq!(
+        (locked.status, locked.code()),
+        (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts")
+    );
+    assert!(
+        locked
+            .header("retry-after")
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|s| s > 0)
+    );
+}
+
+#[tokio::test]
+async fn too_many_attempts_from_one_address_are_throttled() {
+    let (api, _feen) = target().await;
+    let mut last = StatusCode::OK;
+    for i in 0..31 {
+        let reply = api
+            .post(
+                "/api/auth/login",
+                None,
+                json!({"email": format!("ip{i}@example.com"), "password": "whatever whatever"}),
+            )
+            .await;
+        last = reply.status;
+        if last == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(reply.code(), "too_many_attempts");
+            assert_eq!(i, 30, "throttled after {i} attempts, expected 30");
+            break;
+        }
+    }
+    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn personal_access_tokens_work_until_revoked() {
+    let (api, _feen) = target().await;
+    let user = api.signup("pat").await;
+    let created = api
+        .post(
+            "/api/auth/tokens",
+            Some(&user.token),
+            json!({"name": "laptop cli"}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let pat = created.str("/token");
+    assert!(pat.starts_with("feenpat_"));
+    let id = created.str("/id");
+    let me = api.get("/api/auth/me", &pat).await;
+    assert_eq!(me.body["user"]["id"], user.id.as_str());
+    let listed = api.get("/api/auth/tokens", &user.token).await;
+    assert_eq!(listed.body["tokens"][0]["name"], "laptop cli");
+    assert!(!listed.text.contains(&pat));
+    assert_eq!(
+        api.delete(&format!("/api/auth/tokens/{id}"), &user.token)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(api.get("/api/auth/me", &pat).await.code(), "invalid_token");
+    assert_eq!(
+        api.delete(&format!("/api/auth/tokens/{id}"), &user.token)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    let past = api
+        .post(
+            "/api/auth/tokens",
+            Some(&user.token),
+            json!({"name": "old", "expiresAt": "2001-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(
+        (past.status, past.code()),
+        (StatusCode::BAD_REQUEST, "validation_failed")
+    );
+}
+
+#[tokio::test]
+async fn registering_twice_with_one_email_is_a_conflict() {
+    let (api, _feen) = target().await;
+    let user = api.signup("twice").await;
+    let again = api.post("/api/auth/register", None, json!({"email": user.email.to_uppercase(), "password": "another long password", "name": "Twin"})).await;
+    assert_eq!(
+        (again.status, again.code()),
+        (StatusCode::CONFLICT, "conflict")
+    );
+}
