@@ -11,6 +11,9 @@ use serde_json::{Value, json};
 
 const SECRET: &str = "sk-mock-badinput-0123456789";
 
+/// (what, content type, body, expected status, expected code)
+type BadBody = (&'static str, Option<&'static str>, Vec<u8>, StatusCode, &'static str);
+
 struct World {
     api: Api,
     ann: User,
@@ -134,7 +137,7 @@ async fn json_endpoints_refuse_malformed_bodies_and_change_nothing() {
         (Method::PATCH, format!("/api/shared/{s}"), true),
     ];
     let oversized = format!("{{\"name\":\"{}\"}}", "x".repeat(70 * 1024)).into_bytes();
-    let bodies: Vec<(&str, Option<&str>, Vec<u8>, StatusCode, &str)> = vec![
+    let bodies: Vec<BadBody> = vec![
         (
             "malformed JSON",
             Some("application/json"),

@@ -286,14 +286,12 @@ async fn logout(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
     let caller = authenticate(&req, ctx).await.ok();
     let presented = presented_refresh(req).await?;
     let mut ended = false;
-    if let Some(hash) = presented
-        .as_deref()
-        .and_then(|t| token::verify(TokenKind::Refresh, t))
+    let hash = presented.as_deref().and_then(|t| token::verify(TokenKind::Refresh, t));
+    if let Some(hash) = hash
+        && let Some(session) = sessions::by_token(ctx.db.as_ref(), &hash).await?
     {
-        if let Some(session) = sessions::by_token(ctx.db.as_ref(), &hash).await? {
-            end_session(ctx, &session.family).await?;
-            ended = true;
-        }
+        end_session(ctx, &session.family).await?;
+        ended = true;
     }
     if let Some(session) = caller.as_ref().and_then(Caller::session) {
         end_session(ctx, session).await?;

@@ -210,7 +210,8 @@ mod tests {
 
     #[test]
     fn token_is_read_from_every_sdk_header() {
-        let cases: &[(&[(&'static str, &str)], Option<&str>)] = &[
+        type Case<'a> = (&'a [(&'static str, &'a str)], Option<&'a str>);
+        let cases: &[Case] = &[
             (&[("authorization", "Bearer feen_abc")], Some("feen_abc")),
             (&[("authorization", "bearer  feen_abc ")], Some("feen_abc")),
             (&[("x-api-key", "feen_abc")], Some("feen_abc")),
