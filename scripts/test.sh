@@ -1,15 +1,34 @@
 #!/usr/bin/env bash
 # Runs every check and test of the workspace: formatting, lints, the wasm builds of the core, and
-# all unit, repository, counter, end-to-end and SDK tests. Needs PostgreSQL and Redis as set up
-# by scripts/services.sh, and Python with the `openai` package (FEEN_PYTHON; see README).
+# all unit, repository, counter, end-to-end and SDK tests.
+#
+# Provisions what is missing: PostgreSQL and Redis (scripts/services.sh, needs root on Debian;
+# skipped when FEEN_TEST_DATABASE_URL and FEEN_TEST_REDIS_URL point elsewhere), and a Python
+# virtual environment with the official `openai` package (skipped when FEEN_PYTHON is set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
 
+if [ -z "${FEEN_TEST_DATABASE_URL:-}" ] || [ -z "${FEEN_TEST_REDIS_URL:-}" ]; then
+    step "services"
+    bash scripts/services.sh
+fi
 export FEEN_TEST_DATABASE_URL="${FEEN_TEST_DATABASE_URL:-postgres://feen:feen@127.0.0.1:5432/feen_test}"
 export FEEN_TEST_REDIS_URL="${FEEN_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
-export FEEN_PYTHON="${FEEN_PYTHON:-python3}"
+
+if [ -z "${FEEN_PYTHON:-}" ]; then
+    step "python with the official OpenAI SDK"
+    venv="$HOME/.cache/feen-ci/venv"
+    [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+    "$venv/bin/python" -c 'import openai' 2>/dev/null ||
+        "$venv/bin/pip" install --quiet --disable-pip-version-check openai
+    export FEEN_PYTHON="$venv/bin/python"
+fi
+
+step "toolchain"
+rustup target add wasm32-unknown-unknown wasm32-wasip2 >/dev/null 2>&1 || true
+rustup show active-toolchain
 
 step "format"
 cargo fmt --all --check

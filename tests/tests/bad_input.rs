@@ -12,7 +12,13 @@ use serde_json::{Value, json};
 const SECRET: &str = "sk-mock-badinput-0123456789";
 
 /// (what, content type, body, expected status, expected code)
-type BadBody = (&'static str, Option<&'static str>, Vec<u8>, StatusCode, &'static str);
+type BadBody = (
+    &'static str,
+    Option<&'static str>,
+    Vec<u8>,
+    StatusCode,
+    &'static str,
+);
 
 struct World {
     api: Api,

@@ -1,7 +1,6 @@
 //! What only the native host can show: its logs never hold a secret, a graceful shutdown writes
 //! every usage event, and several processes sharing PostgreSQL and Redis act as one.
 
-
 use feen_e2e::api::Api;
 use feen_e2e::feen::{Backend, Feen, Options, Secrets};
 use feen_e2e::mock::MockProvider;
@@ -29,34 +28,69 @@ async fn provider_keys_and_tokens_never_appear_in_logs_or_responses() {
         texts.push(api.chat(&token, chat()).await.text);
     }
     // Through a query-string credential too (the Gemini SDK style).
-    let q = api.raw(Method::POST, &format!("/api/proxy/v1/chat/completions?key={token}"), &[("content-type", "application/json")], Some(chat().to_string().into_bytes())).await;
+    let q = api
+        .raw(
+            Method::POST,
+            &format!("/api/proxy/v1/chat/completions?key={token}"),
+            &[("content-type", "application/json")],
+            Some(chat().to_string().into_bytes()),
+        )
+        .await;
     texts.push(q.text);
     // A rotation to a key the provider refuses, and a provider that is down.
-    texts.push(api.post(&format!("/api/keys/{key}/rotate"), Some(&user.token), json!({"apiKey": format!("{SECRET}-2")})).await.text);
+    texts.push(
+        api.post(
+            &format!("/api/keys/{key}/rotate"),
+            Some(&user.token),
+            json!({"apiKey": format!("{SECRET}-2")}),
+        )
+        .await
+        .text,
+    );
     mock.accept_only("something-else");
     texts.push(api.chat(&token, chat()).await.text);
-    let down = api.add_key(&user, "openai", SECRET, "http://127.0.0.1:9").await;
+    let down = api
+        .add_key(&user, "openai", SECRET, "http://127.0.0.1:9")
+        .await;
     let (_, down_token) = api.mint(&user, &down, json!({})).await;
     texts.push(api.chat(&down_token, chat()).await.text);
     texts.push(api.wait_for_usage(&user, &share, 3).await.text);
     texts.push(api.get("/api/shared", &user.token).await.text);
 
     let logs = feen.logs();
-    assert!(logs.contains("/api/proxy/v1/chat/completions"), "the request log is missing: {logs}");
-    for (what, secret) in [("provider key", SECRET), ("share token", token.as_str()), ("password", user.password.as_str()), ("access token", user.token.as_str())] {
+    assert!(
+        logs.contains("/api/proxy/v1/chat/completions"),
+        "the request log is missing: {logs}"
+    );
+    for (what, secret) in [
+        ("provider key", SECRET),
+        ("share token", token.as_str()),
+        ("password", user.password.as_str()),
+        ("access token", user.token.as_str()),
+    ] {
         assert!(!logs.contains(secret), "{what} in the log");
         for text in &texts {
-            assert!(!text.contains(secret) || (what == "share token" && text.contains("\"token\"")), "{what} in a response: {text}");
+            assert!(
+                !text.contains(secret) || (what == "share token" && text.contains("\"token\"")),
+                "{what} in a response: {text}"
+            );
         }
     }
     let stored = std::fs::read(feen.data_dir.join("feen.sqlite")).unwrap_or_default();
-    assert!(!stored.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()), "provider key stored in plain text");
+    assert!(
+        !stored.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
+        "provider key stored in plain text"
+    );
 }
 
 #[tokio::test]
 async fn a_graceful_shutdown_writes_every_pending_usage_event() {
     let secrets = Secrets::fresh();
-    let feen = Feen::start_with(Options { secrets: Some(secrets.clone()), ..Options::default() }).await;
+    let feen = Feen::start_with(Options {
+        secrets: Some(secrets.clone()),
+        ..Options::default()
+    })
+    .await;
     let data_dir = feen.data_dir.clone();
     let api = Api::new(&feen.base);
     let mock = MockProvider::start(SECRET).await;
@@ -77,9 +111,20 @@ async fn a_graceful_shutdown_writes_every_pending_usage_event() {
     let status = feen.stop().await;
     assert!(status.success(), "feen exited with {status}");
 
-    let again = Feen::start_with(Options { secrets: Some(secrets), data_dir: Some(data_dir), ..Options::default() }).await;
+    let again = Feen::start_with(Options {
+        secrets: Some(secrets),
+        data_dir: Some(data_dir),
+        ..Options::default()
+    })
+    .await;
     let api = Api::new(&again.base);
-    let login = api.post("/api/auth/login", None, json!({"email": user.email, "password": user.password})).await;
+    let login = api
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"email": user.email, "password": user.password}),
+        )
+        .await;
     let token = login.str("/accessToken");
     let usage = api.get(&format!("/api/shared/{share}/usage"), &token).await;
     assert_eq!(usage.body["totals"]["requests"], json!(n), "{}", usage.text);
@@ -89,20 +134,30 @@ async fn a_graceful_shutdown_writes_every_pending_usage_event() {
 async fn two_processes_sharing_postgres_and_redis_act_as_one() {
     let backend = Backend::fresh_shared().await;
     let secrets = Secrets::fresh();
-    let options = Options { backend, secrets: Some(secrets), ..Options::default() };
+    let options = Options {
+        backend,
+        secrets: Some(secrets),
+        ..Options::default()
+    };
     let a = Feen::start_with(options.clone()).await;
     let b = Feen::start_with(options).await;
     let (api_a, api_b) = (Api::new(&a.base), Api::new(&b.base));
     let mock = MockProvider::start(SECRET).await;
     let user = api_a.signup("replicas").await;
-    let key = api_a.add_key(&user, "openai", SECRET, &mock.base_url()).await;
+    let key = api_a
+        .add_key(&user, "openai", SECRET, &mock.base_url())
+        .await;
 
     // A rate limit holds across both processes: 64 concurrent clients, exactly `limit` admitted.
     let limit = 10;
     let (share, token) = api_a.mint(&user, &key, json!({"rateLimit": limit})).await;
     let calls: Vec<_> = (0..64)
         .map(|i| {
-            let api = if i % 2 == 0 { api_a.clone() } else { api_b.clone() };
+            let api = if i % 2 == 0 {
+                api_a.clone()
+            } else {
+                api_b.clone()
+            };
             let token = token.clone();
             tokio::spawn(async move { api.chat(&token, chat()).await.status })
         })
@@ -119,17 +174,42 @@ async fn two_processes_sharing_postgres_and_redis_act_as_one() {
 
     // Rotating on A: the next request on B uses the new secret.
     let (_, open_token) = api_a.mint(&user, &key, json!({})).await;
-    assert_eq!(api_b.chat(&open_token, chat()).await.status, StatusCode::OK, "warms B's view of the share");
+    assert_eq!(
+        api_b.chat(&open_token, chat()).await.status,
+        StatusCode::OK,
+        "warms B's view of the share"
+    );
     let rotated = "sk-live-rotated-7777777777";
     mock.accept_only(rotated);
-    assert_eq!(api_a.post(&format!("/api/keys/{key}/rotate"), Some(&user.token), json!({"apiKey": rotated})).await.status, StatusCode::OK);
+    assert_eq!(
+        api_a
+            .post(
+                &format!("/api/keys/{key}/rotate"),
+                Some(&user.token),
+                json!({"apiKey": rotated})
+            )
+            .await
+            .status,
+        StatusCode::OK
+    );
     assert_eq!(api_b.chat(&open_token, chat()).await.status, StatusCode::OK);
 
     // Revoking on A: the next request on B is refused.
-    let revoke = api_a.delete(&format!("/api/shared/{share}"), &user.token).await;
+    let revoke = api_a
+        .delete(&format!("/api/shared/{share}"), &user.token)
+        .await;
     assert_eq!(revoke.status, StatusCode::NO_CONTENT);
     assert_eq!(api_b.chat(&token, chat()).await.code(), "invalid_token");
     // A session logged out on B no longer works on A.
-    assert_eq!(api_b.call(Method::POST, "/api/auth/logout", Some(&user.token), None).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(api_a.get("/api/keys", &user.token).await.code(), "session_ended");
+    assert_eq!(
+        api_b
+            .call(Method::POST, "/api/auth/logout", Some(&user.token), None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        api_a.get("/api/keys", &user.token).await.code(),
+        "session_ended"
+    );
 }

@@ -28,19 +28,40 @@ async fn the_official_openai_python_sdk_works_through_the_proxy() {
         .await
         .unwrap_or_else(|e| panic!("running {python}: {e}"));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "the SDK script failed (is the openai package installed for {python}? `pip install openai`):\n{stderr}");
-    let seen: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)));
+    assert!(
+        output.status.success(),
+        "the SDK script failed (is the openai package installed for {python}? `pip install openai`):\n{stderr}"
+    );
+    let seen: Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)));
 
     assert_eq!(seen["plain"], mock::REPLY);
     assert_eq!(seen["streamed"], mock::REPLY);
-    assert_eq!(seen["plain_usage"], json!([mock::OPENAI_INPUT_TOKENS, mock::OPENAI_OUTPUT_TOKENS]));
-    assert_eq!(seen["stream_usage"], json!([mock::OPENAI_INPUT_TOKENS, mock::OPENAI_OUTPUT_TOKENS]));
+    assert_eq!(
+        seen["plain_usage"],
+        json!([mock::OPENAI_INPUT_TOKENS, mock::OPENAI_OUTPUT_TOKENS])
+    );
+    assert_eq!(
+        seen["stream_usage"],
+        json!([mock::OPENAI_INPUT_TOKENS, mock::OPENAI_OUTPUT_TOKENS])
+    );
     assert_eq!(seen["limited"]["status"], 429);
     assert_eq!(seen["limited"]["code"], "rate_limit_exceeded");
-    assert!(seen["limited"]["retry_after"].as_str().and_then(|s| s.parse::<u64>().ok()).is_some());
+    assert!(
+        seen["limited"]["retry_after"]
+            .as_str()
+            .and_then(|s| s.parse::<u64>().ok())
+            .is_some()
+    );
 
     let usage = api.wait_for_usage(&user, &share, 2).await;
-    assert_eq!(usage.body["totals"]["inputTokens"], json!(2 * mock::OPENAI_INPUT_TOKENS));
-    assert_eq!(usage.body["totals"]["outputTokens"], json!(2 * mock::OPENAI_OUTPUT_TOKENS));
+    assert_eq!(
+        usage.body["totals"]["inputTokens"],
+        json!(2 * mock::OPENAI_INPUT_TOKENS)
+    );
+    assert_eq!(
+        usage.body["totals"]["outputTokens"],
+        json!(2 * mock::OPENAI_OUTPUT_TOKENS)
+    );
     assert!(!feen.logs().contains(SECRET));
 }

@@ -286,7 +286,9 @@ async fn logout(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
     let caller = authenticate(&req, ctx).await.ok();
     let presented = presented_refresh(req).await?;
     let mut ended = false;
-    let hash = presented.as_deref().and_then(|t| token::verify(TokenKind::Refresh, t));
+    let hash = presented
+        .as_deref()
+        .and_then(|t| token::verify(TokenKind::Refresh, t));
     if let Some(hash) = hash
         && let Some(session) = sessions::by_token(ctx.db.as_ref(), &hash).await?
     {
