@@ -26,8 +26,19 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// The `feen` binary under test: `FEEN_BIN`, or the workspace's debug build.
+static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Makes [`binary`] return `path` (the benchmark uses the release build).
+pub fn set_binary(path: PathBuf) {
+    let _ = BINARY.set(path);
+}
+
+/// The `feen` binary under test: the one [`set_binary`] named, `FEEN_BIN`, or the workspace's
+/// debug build.
 pub fn binary() -> PathBuf {
+    if let Some(path) = BINARY.get() {
+        return path.clone();
+    }
     if let Ok(path) = std::env::var("FEEN_BIN") {
         return PathBuf::from(path);
     }

@@ -54,7 +54,7 @@ async fn provider_keys_and_tokens_never_appear_in_logs_or_responses() {
         .await;
     let (_, down_token) = api.mint(&user, &down, json!({})).await;
     texts.push(api.chat(&down_token, chat()).await.text);
-    texts.push(api.wait_for_usage(&user, &share, 3).await.text);
+    texts.push(api.wait_for_usage(&user, &share, 2).await.text);
     texts.push(api.get("/api/shared", &user.token).await.text);
 
     let logs = feen.logs();
@@ -212,4 +212,85 @@ async fn two_processes_sharing_postgres_and_redis_act_as_one() {
         api_a.get("/api/keys", &user.token).await.code(),
         "session_ended"
     );
+}
+
+#[tokio::test]
+async fn first_start_creates_a_private_key_ring_and_later_starts_reuse_it() {
+    let feen = Feen::start().await;
+    let data_dir = feen.data_dir.clone();
+    let secrets = data_dir.join("secrets.json");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&secrets)
+            .expect("secrets file")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "secrets file mode {mode:o}");
+    }
+    assert!(
+        feen.logs().contains("created a new key ring"),
+        "the first start must say so"
+    );
+    let api = Api::new(&feen.base);
+    let mock = MockProvider::start(SECRET).await;
+    let user = api.signup("restart").await;
+    let key = api.add_key(&user, "openai", SECRET, &mock.base_url()).await;
+    let (_, token) = api.mint(&user, &key, json!({})).await;
+    assert!(feen.stop().await.success());
+
+    let again = Feen::start_with(Options {
+        data_dir: Some(data_dir),
+        ..Options::default()
+    })
+    .await;
+    assert!(!again.logs().contains("created a new key ring"));
+    // The key sealed before the restart still opens: the ring was reused, not regenerated.
+    let reply = Api::new(&again.base).chat(&token, chat()).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+}
+
+#[tokio::test]
+async fn feen_migrate_prepares_an_empty_database() {
+    let data_dir = std::env::temp_dir().join(feen_e2e::feen::unique("migrate-"));
+    let embedded = tokio::process::Command::new(feen_e2e::feen::binary())
+        .args(["migrate", "--data-dir"])
+        .arg(&data_dir)
+        .env_remove("DATABASE_URL")
+        .output()
+        .await
+        .expect("run feen migrate");
+    assert!(
+        embedded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&embedded.stderr)
+    );
+    assert!(data_dir.join("feen.sqlite").exists());
+
+    let url = feen_e2e::feen::fresh_postgres_database().await;
+    let pg = tokio::process::Command::new(feen_e2e::feen::binary())
+        .arg("migrate")
+        .env("DATABASE_URL", &url)
+        .output()
+        .await
+        .expect("run feen migrate");
+    assert!(
+        pg.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pg.stderr)
+    );
+    assert!(
+        !String::from_utf8_lossy(&pg.stderr).contains(":feen@"),
+        "the database password was logged"
+    );
+
+    let bad = tokio::process::Command::new(feen_e2e::feen::binary())
+        .arg("migrate")
+        .env("DATABASE_URL", "mysql://nope")
+        .output()
+        .await
+        .expect("run feen migrate");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("DATABASE_URL must start with"));
 }
