@@ -7,7 +7,7 @@
 //! Usage: `feen-bench [embedded|redis] [SECONDS_PER_RUN]`. `FEEN_BIN` picks the binary (default
 //! `target/release/feen`). A benchmark, not a test: it asserts nothing and reports figures.
 
-#![allow(clippy::print_stdout)]
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::time::{Duration, Instant};
 
@@ -45,9 +45,13 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 
 async fn connection(target: Target, body: Bytes, until: Instant, measure_from: Instant) -> Samples {
     let mut samples = Samples::default();
-    let Ok(stream) = tokio::net::TcpStream::connect(&target.host).await else {
-        samples.errors += 1;
-        return samples;
+    let stream = match tokio::net::TcpStream::connect(&target.host).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            eprintln!("connect to {}: {e}", target.host);
+            samples.errors += 1;
+            return samples;
+        }
     };
     let _ = stream.set_nodelay(true);
     let Ok((mut sender, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
@@ -63,10 +67,19 @@ async fn connection(target: Target, body: Bytes, until: Instant, measure_from: I
             .header("content-type", "application/json")
             .body(Full::new(body.clone()));
         let Ok(req) = req else { break };
-        let started = Instant::now();
-        let Ok(resp) = sender.send_request(req).await else {
+        // The connection takes a moment to become free after a response body ends.
+        if sender.ready().await.is_err() {
             samples.errors += 1;
             break;
+        }
+        let started = Instant::now();
+        let resp = match sender.send_request(req).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                eprintln!("request to {}: {e}", target.host);
+                samples.errors += 1;
+                break;
+            }
         };
         let ok = resp.status().is_success();
         let mut body = resp.into_body();
