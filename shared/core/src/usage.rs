@@ -28,6 +28,17 @@ impl Outcome {
             Outcome::UpstreamError => "upstream_error",
         }
     }
+
+    /// The outcome for its stored text form.
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            Outcome::Completed,
+            Outcome::ClientDisconnected,
+            Outcome::UpstreamError,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == text)
+    }
 }
 
 /// One proxied request, as recorded. Exactly one per request, idempotent by `request_id`.

@@ -5,10 +5,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use feen_core::ports::{Db, DbError, Dialect, Row, Value};
-use sqlx::postgres::{PgArguments, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgPoolOptions, PgRow};
 use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Column, PgPool, Row as _, SqlitePool, TypeInfo, ValueRef};
 
@@ -105,22 +104,15 @@ fn classify(err: sqlx::Error) -> DbError {
     }
 }
 
-fn pg_args(params: &[Value]) -> Result<PgArguments, DbError> {
+/// Binds Feen's values for either driver: typed NULLs stay typed, so PostgreSQL never has to
+/// guess a parameter's type.
+fn bind<DB: sqlx::Database>(params: &[Value]) -> Result<DB::Arguments, DbError>
+where
+    for<'t> Option<i64>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+    for<'t> Option<String>: sqlx::Encode<'t, DB> + sqlx::Type<DB>,
+{
     use sqlx::Arguments;
-    let mut args = PgArguments::default();
-    for p in params {
-        let bound = match p {
-            Value::Int(v) => args.add(*v),
-            Value::Text(v) => args.add(v.clone()),
-        };
-        bound.map_err(|e| DbError::Other(e.to_string()))?;
-    }
-    Ok(args)
-}
-
-fn sqlite_args(params: &[Value]) -> Result<SqliteArguments, DbError> {
-    use sqlx::Arguments;
-    let mut args = SqliteArguments::default();
+    let mut args = DB::Arguments::default();
     for p in params {
         let bound = match p {
             Value::Int(v) => args.add(*v),
@@ -176,7 +168,7 @@ impl Db for PgDb {
     }
 
     async fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
-        let rows = sqlx::query_with(sql_text(sql), pg_args(params)?)
+        let rows = sqlx::query_with(sql_text(sql), bind::<sqlx::Postgres>(params)?)
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
@@ -184,7 +176,7 @@ impl Db for PgDb {
     }
 
     async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
-        let done = sqlx::query_with(sql_text(sql), pg_args(params)?)
+        let done = sqlx::query_with(sql_text(sql), bind::<sqlx::Postgres>(params)?)
             .execute(&self.pool)
             .await
             .map_err(classify)?;
@@ -199,7 +191,7 @@ impl Db for SqliteDb {
     }
 
     async fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>, DbError> {
-        let rows = sqlx::query_with(sql_text(sql), sqlite_args(params)?)
+        let rows = sqlx::query_with(sql_text(sql), bind::<sqlx::Sqlite>(params)?)
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
@@ -207,7 +199,7 @@ impl Db for SqliteDb {
     }
 
     async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
-        let done = sqlx::query_with(sql_text(sql), sqlite_args(params)?)
+        let done = sqlx::query_with(sql_text(sql), bind::<sqlx::Sqlite>(params)?)
             .execute(&self.pool)
             .await
             .map_err(classify)?;

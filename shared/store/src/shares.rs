@@ -44,6 +44,17 @@ fn models_to_text(models: &[String]) -> String {
     serde_json::to_string(models).unwrap_or_else(|_| "[]".into())
 }
 
+/// The policy in the four columns from `first` on: rate_limit, daily_limit, expires_at,
+/// allowed_models (the order of [`policy_values`]).
+fn policy_at(row: &Row, first: usize) -> Result<Policy, DbError> {
+    Ok(Policy {
+        rate_limit: count(row.opt_int(first)?),
+        daily_limit: count(row.opt_int(first + 1)?),
+        expires_at_ms: row.opt_int(first + 2)?,
+        allowed_models: models_from_text(&row.text(first + 3)?)?,
+    })
+}
+
 fn from_row(row: &Row) -> Result<Share, DbError> {
     Ok(Share {
         id: ShareId::from_db(row.text(0)?),
@@ -51,12 +62,7 @@ fn from_row(row: &Row) -> Result<Share, DbError> {
         key: KeyId::from_db(row.text(2)?),
         name: row.text(3)?,
         token_hint: row.text(4)?,
-        policy: Policy {
-            rate_limit: count(row.opt_int(5)?),
-            daily_limit: count(row.opt_int(6)?),
-            expires_at_ms: row.opt_int(7)?,
-            allowed_models: models_from_text(&row.text(8)?)?,
-        },
+        policy: policy_at(row, 5)?,
         created_at: row.int(9)?,
         updated_at: row.int(10)?,
         revoked_at: row.opt_int(11)?,
@@ -257,11 +263,6 @@ pub async fn proxy_target(db: &dyn Db, hash: &TokenHash) -> Result<Option<ProxyT
         provider: row.text(3)?,
         base_url: row.opt_text(4)?,
         sealed_secret: row.text(5)?,
-        policy: Policy {
-            rate_limit: count(row.opt_int(6)?),
-            daily_limit: count(row.opt_int(7)?),
-            expires_at_ms: row.opt_int(8)?,
-            allowed_models: models_from_text(&row.text(9)?)?,
-        },
+        policy: policy_at(row, 6)?,
     }))
 }

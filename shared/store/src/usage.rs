@@ -116,11 +116,8 @@ pub async fn recent(
             output_tokens: unsigned(row.int(10)?),
             started_at_ms: row.int(11)?,
             duration_ms: unsigned(row.int(12)?),
-            outcome: match row.text(13)?.as_str() {
-                "completed" => Outcome::Completed,
-                "client_disconnected" => Outcome::ClientDisconnected,
-                _ => Outcome::UpstreamError,
-            },
+            outcome: Outcome::parse(&row.text(13)?)
+                .ok_or_else(|| DbError::Decode("unknown usage outcome".into()))?,
         })
     })
 }
