@@ -384,10 +384,11 @@ async fn throttle_ip(req: &Req, ctx: &Ctx) -> Result<(), Error> {
         limit: IP_ATTEMPTS,
         cost: 1,
         ttl_ms: IP_WINDOW_MS as u64,
+        seed: 0,
     };
-    match ctx.kv.admit(&[counter]).await? {
+    match ctx.kv.admit(None, &[counter]).await? {
         Admission::Admitted { .. } => Ok(()),
-        Admission::Refused { .. } => Err(Error::RateLimited {
+        Admission::Refused { .. } | Admission::Stale => Err(Error::RateLimited {
             code: "too_many_attempts",
             message: "too many attempts from this address; try again later".into(),
             retry_after_secs: retry_after(now, IP_WINDOW_MS),

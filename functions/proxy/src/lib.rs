@@ -4,31 +4,38 @@
 //!
 //! The request passes through named phases, each a function of its own:
 //! 1. [`token_hash`]: read the Feen token from wherever the client's SDK put it; check its shape.
-//! 2. [`load_share`]: the share and its sealed key, from the share cache (or the database).
-//! 3. [`check_policy`]: expiry and model, from the request body or path.
-//! 4. [`admit`]: every counter checked and bumped in one atomic call to the counter store.
-//! 5. [`upstream_request`]: open the key, rewrite URL and headers for the provider.
-//! 6. forward, then [`meter::Metered`] streams the response through while reading its usage,
-//!    and records the usage event when the body ends, fails, or the client goes away.
+//! 2. [`feen_service::cache::load`]: the share and its sealed key, from the in-process memo, the
+//!    shared cache or the database.
+//! 3. [`admit`]: the policy checks (expiry, address, endpoint, model), the reservation, and every
+//!    counter checked and bumped in one atomic call to the counter store, guarded so that a
+//!    changed or revoked share is noticed in that same call.
+//! 4. [`upstream_request`]: open the key, rewrite URL and headers for the provider.
+//! 5. forward, then [`meter::Metered`] streams the response through while reading its usage,
+//!    and when the body ends, fails, or the client goes away, records the usage event and
+//!    settles the reservation (after the response, off the client's path).
 
 pub mod meter;
+
+use std::sync::Arc;
 
 use bytes::Bytes;
 use feen_core::crypto::token::{self, TokenHash, TokenKind};
 use feen_core::ids::RequestId;
-use feen_core::limits::{self, Window};
-use feen_core::ports::Admission;
+use feen_core::limits::{self, Reservation, Window};
+use feen_core::ports::{Admission, Guard};
 use feen_core::providers;
 use feen_core::usage::{Format, Outcome, UsageEvent};
 use feen_core::{Body, Error};
-use feen_service::request::segments;
+use feen_service::cache::{self, Cached};
+use feen_service::request::{client_addr, segments};
 use feen_service::response::error_response;
-use feen_service::{Ctx, Req, Resp, cache};
+use feen_service::{Ctx, Req, Resp};
 use feen_store::shares::ProxyTarget;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Request, Response};
+use serde_json::Value as Json;
 
-use crate::meter::{Meter, Metered};
+use crate::meter::{Meter, Metered, Settle};
 
 /// The path prefix of the proxy.
 pub const PREFIX: &str = "/api/proxy";
@@ -37,6 +44,8 @@ pub const OPENAI_PREFIX: &str = "/v1";
 
 /// The largest request body forwarded (prompts with inline images are large).
 pub const MAX_REQUEST_BODY: usize = 32 * 1024 * 1024;
+/// How often admission retries after finding its view of the share stale.
+const ADMIT_ATTEMPTS: usize = 3;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-feen-request-id");
 const OVERHEAD: HeaderName = HeaderName::from_static("x-feen-overhead-ms");
@@ -67,6 +76,19 @@ pub async fn handle(req: Req, ctx: &Ctx) -> Resp {
     resp
 }
 
+/// What admission decided: the share as it was checked, the counters it passed and what the
+/// request reserved on them.
+pub struct Admitted {
+    /// The share.
+    pub cached: Arc<Cached>,
+    /// The counters, in order.
+    pub windows: Vec<Window>,
+    /// Their values after this request's reservation.
+    pub values: Vec<u64>,
+    /// What the request reserved.
+    pub reservation: Reservation,
+}
+
 async fn proxy(
     req: Req,
     ctx: &Ctx,
@@ -74,9 +96,10 @@ async fn proxy(
     started_us: u64,
     started_ms: i64,
 ) -> Result<Resp, Error> {
-    let upstream_path = upstream_path(req.uri().path()).ok_or(Error::NotFound("route"))?;
+    let endpoint = upstream_path(req.uri().path()).ok_or(Error::NotFound("route"))?;
     let hash = token_hash(&req)?;
-    let target = load_share(ctx, &hash).await?;
+    let cached = cache::load(ctx, &hash).await?.ok_or_else(invalid_token)?;
+    let client_ip = client_addr(&req);
     let (parts, body) = req.into_parts();
     let body = body.collect(MAX_REQUEST_BODY).await.map_err(|e| match e {
         feen_core::body::CollectError::TooLarge => Error::PayloadTooLarge {
@@ -86,11 +109,22 @@ async fn proxy(
             Error::BadRequest("the request body could not be read".into())
         }
     })?;
-    let model = request_model(&upstream_path, &body);
-    check_policy(&target, model.as_deref(), started_ms)?;
-    let windows = limits::windows(&target.share, &target.policy, started_ms);
-    let admitted = admit(ctx, &windows, started_ms).await?;
-    let upstream = upstream_request(ctx, &target, &parts, &upstream_path, body)?;
+    let json: Option<Json> = if body.first() == Some(&b'{') {
+        serde_json::from_slice(&body).ok()
+    } else {
+        None
+    };
+    let model = request_model(&endpoint, json.as_ref());
+    let facts = limits::Request {
+        model: model.as_deref(),
+        endpoint: &endpoint,
+        client_ip,
+        body: &body,
+        json: json.as_ref(),
+    };
+    let admitted = admit(ctx, &hash, cached, &facts, started_ms).await?;
+    let target = &admitted.cached.target;
+    let upstream = upstream_request(ctx, target, &parts, &endpoint, body.clone())?;
 
     let overhead_us = ctx.clock.monotonic_us().saturating_sub(started_us);
     let mut event = UsageEvent {
@@ -99,21 +133,36 @@ async fn proxy(
         key_id: target.key.clone(),
         user_id: target.user.clone(),
         provider: target.provider.clone(),
-        model,
-        endpoint: upstream_path.split('?').next().unwrap_or("").to_owned(),
+        model: model.clone(),
+        endpoint: endpoint.clone(),
         status: 0,
         streamed: false,
         input_tokens: 0,
         output_tokens: 0,
+        cost_micros: None,
         started_at_ms: started_ms,
         duration_ms: 0,
         outcome: Outcome::UpstreamError,
     };
+    let settle = Settle {
+        kv: ctx.kv.clone(),
+        defer: ctx.defer.clone(),
+        windows: admitted.windows.clone(),
+        reservation: admitted.reservation,
+        estimated_input: facts.body.len().div_ceil(4) as u64,
+    };
     let response = match ctx.http.send(upstream).await {
         Ok(response) => response,
         Err(err) => {
-            event.duration_ms = ctx.clock.monotonic_us().saturating_sub(started_us) / 1000;
-            ctx.usage.record(event);
+            let meter = Meter::new(
+                Format::Other,
+                event,
+                ctx.usage.clone(),
+                ctx.clock.clone(),
+                started_us,
+                settle,
+            );
+            meter.finish(Outcome::UpstreamError);
             return Err(Error::Upstream { detail: err.0 });
         }
     };
@@ -129,7 +178,7 @@ async fn proxy(
     for name in HOP_BY_HOP {
         head.headers.remove(*name);
     }
-    rate_limit_headers(&mut head.headers, &windows, &admitted);
+    rate_limit_headers(&mut head.headers, &admitted.windows, &admitted.values);
     let overhead = format!("{:.3}", overhead_us as f64 / 1000.0);
     if let Ok(value) = HeaderValue::from_str(&overhead) {
         head.headers.insert(OVERHEAD, value);
@@ -148,6 +197,7 @@ async fn proxy(
         ctx.usage.clone(),
         ctx.clock.clone(),
         started_us,
+        settle,
     );
     let body = Body::from_stream(Metered::new(body, meter, expected_len));
     Ok(Response::from_parts(head, body))
@@ -184,48 +234,70 @@ fn invalid_token() -> Error {
     }
 }
 
-/// Phase 2: the live share behind the token.
-pub async fn load_share(ctx: &Ctx, hash: &TokenHash) -> Result<ProxyTarget, Error> {
-    cache::load(ctx, hash).await?.ok_or_else(invalid_token)
-}
-
 /// The model a request names: the `model` field of a JSON body, or Gemini's
 /// `/models/{model}:{method}` path.
-fn request_model(path: &str, body: &Bytes) -> Option<String> {
-    if body.first() == Some(&b'{') {
-        #[derive(serde::Deserialize)]
-        struct WithModel {
-            model: Option<String>,
-        }
-        if let Ok(WithModel { model: Some(model) }) = serde_json::from_slice::<WithModel>(body) {
-            return Some(model);
-        }
+fn request_model(path: &str, json: Option<&Json>) -> Option<String> {
+    if let Some(model) = json.and_then(|j| j.get("model")).and_then(Json::as_str) {
+        return Some(model.to_owned());
     }
     let after = path.split_once("/models/")?.1;
     let model = after.split([':', '/', '?']).next()?;
     (!model.is_empty()).then(|| model.to_owned())
 }
 
-/// Phase 3: expiry and model.
-pub fn check_policy(target: &ProxyTarget, model: Option<&str>, now_ms: i64) -> Result<(), Error> {
-    limits::check_request(&target.policy, model, now_ms)
-}
-
-/// Phase 4: every counter, in one atomic call.
-async fn admit(ctx: &Ctx, windows: &[Window], now_ms: i64) -> Result<Vec<u64>, Error> {
-    if windows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let counters: Vec<_> = windows.iter().map(|w| w.counter.clone()).collect();
-    match ctx.kv.admit(&counters).await? {
-        Admission::Admitted { values } => Ok(values),
-        Admission::Refused { index, .. } => {
-            let window = windows
-                .get(index)
-                .ok_or_else(|| Error::internal("admit named no window"))?;
-            Err(limits::refusal(window, now_ms))
+/// Phase 3: the policy checks, the reservation, and every counter in one atomic call guarded by
+/// the share's cache entry. If the entry changed (an update, a rotation, a revocation on any
+/// replica), the share is reloaded and checked again.
+pub async fn admit(
+    ctx: &Ctx,
+    hash: &TokenHash,
+    mut cached: Arc<Cached>,
+    facts: &limits::Request<'_>,
+    now_ms: i64,
+) -> Result<Admitted, Error> {
+    let key = cache::key(hash);
+    for _ in 0..ADMIT_ATTEMPTS {
+        let target = &cached.target;
+        limits::check_request(&target.policy, facts, now_ms)?;
+        let reservation = limits::reserve(&target.policy, facts)?;
+        let windows = limits::windows(
+            &target.share,
+            &target.policy,
+            now_ms,
+            reservation,
+            target.used,
+        );
+        let counters: Vec<_> = windows.iter().map(|w| w.counter.clone()).collect();
+        let guard = Guard {
+            key: &key,
+            value: &cached.text,
+        };
+        match ctx.kv.admit(Some(guard), &counters).await? {
+            Admission::Admitted { values } => {
+                return Ok(Admitted {
+                    cached,
+                    windows,
+                    values,
+                    reservation,
+                });
+            }
+            Admission::Refused { index, .. } => {
+                let window = windows
+                    .get(index)
+                    .ok_or_else(|| Error::internal("admit named no window"))?;
+                return Err(limits::refusal(window, now_ms));
+            }
+            Admission::Stale => {
+                cached = cache::fetch(ctx, hash).await?.ok_or_else(invalid_token)?
+            }
         }
     }
+    Err(Error::Unavailable {
+        detail: format!(
+            "share cache for {} kept changing during admission",
+            cached.target.share
+        ),
+    })
 }
 
 fn rate_limit_headers(headers: &mut http::HeaderMap, windows: &[Window], values: &[u64]) {
@@ -233,6 +305,10 @@ fn rate_limit_headers(headers: &mut http::HeaderMap, windows: &[Window], values:
         let suffix = match window.kind {
             limits::LimitKind::RequestsPerMinute => "requests",
             limits::LimitKind::RequestsPerDay => "requests-day",
+            limits::LimitKind::TokensPerMinute => "tokens",
+            limits::LimitKind::TokensPerDay => "tokens-day",
+            limits::LimitKind::Budget => "budget-usd-micros",
+            limits::LimitKind::Uses => "uses",
         };
         let remaining = window.counter.limit.saturating_sub(*value);
         for (name, value) in [("limit", window.counter.limit), ("remaining", remaining)] {
@@ -245,7 +321,7 @@ fn rate_limit_headers(headers: &mut http::HeaderMap, windows: &[Window], values:
     }
 }
 
-/// Phase 5: the request to send upstream, with the real key in the provider's auth style.
+/// Phase 4: the request to send upstream, with the real key in the provider's auth style.
 fn upstream_request(
     ctx: &Ctx,
     target: &ProxyTarget,
@@ -337,8 +413,9 @@ mod tests {
             ("/v1/messages", r#"{"model":7}"#, None),
         ];
         for (path, body, expected) in cases {
+            let json: Option<Json> = serde_json::from_str(body).ok();
             assert_eq!(
-                request_model(path, &Bytes::from(*body)).as_deref(),
+                request_model(path, json.as_ref()).as_deref(),
                 *expected,
                 "{path} {body}"
             );

@@ -7,7 +7,7 @@
 
 use feen_core::crypto::token::{self, TokenKind};
 use feen_core::ids::{KeyId, ShareId, UserId};
-use feen_core::limits::{MAX_ALLOWED_MODELS, Policy};
+use feen_core::limits::{Budget, MAX_LIST, Period, Policy};
 use feen_core::timefmt::to_rfc3339;
 use feen_core::{Error, validate};
 use feen_service::auth::authenticate;
@@ -17,6 +17,7 @@ use feen_service::{Ctx, Req, Resp, cache, json, respond};
 use feen_store::shares::{self, HashScope, Share};
 use feen_store::{keys, usage};
 use http::{Method, StatusCode};
+use ipnet::IpNet;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -25,6 +26,8 @@ pub const PREFIX: &str = "/api/shared";
 
 const MAX_RATE_LIMIT: u64 = 1_000_000;
 const MAX_DAILY_LIMIT: u64 = 100_000_000;
+const MAX_TOKENS: u64 = 1_000_000_000_000;
+const MAX_BUDGET_USD: f64 = 1_000_000.0;
 
 /// Serves `/api/shared*`.
 pub async fn handle(req: Req, ctx: &Ctx) -> Resp {
@@ -60,15 +63,24 @@ fn status(share: &Share, now: i64) -> &'static str {
 
 /// The JSON shape of a share (never its token).
 fn share_json(share: &Share, now: i64) -> serde_json::Value {
+    let p = &share.policy;
     json!({
         "id": share.id,
         "name": share.name,
         "apiKeyId": share.key,
         "tokenHint": share.token_hint,
-        "rateLimit": share.policy.rate_limit,
-        "dailyLimit": share.policy.daily_limit,
-        "expiresAt": share.policy.expires_at_ms.map(to_rfc3339),
-        "allowedModels": share.policy.allowed_models,
+        "rateLimit": p.rate_limit,
+        "dailyLimit": p.daily_limit,
+        "tokensPerMinute": p.tokens_per_minute,
+        "tokensPerDay": p.tokens_per_day,
+        "budgetUsd": p.budget.map(|b| b.usd_micros as f64 / 1_000_000.0),
+        "budgetPeriod": p.budget.map(|b| b.period.as_str()),
+        "maxUses": p.max_uses,
+        "reserveTokens": p.reserve_tokens,
+        "expiresAt": p.expires_at_ms.map(to_rfc3339),
+        "allowedModels": p.allowed_models,
+        "allowedEndpoints": p.allowed_endpoints,
+        "allowedIps": p.allowed_ips.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "status": status(share, now),
         "createdAt": to_rfc3339(share.created_at),
         "updatedAt": to_rfc3339(share.updated_at),
@@ -108,11 +120,11 @@ fn limit(field: &'static str, value: Option<u64>, max: u64) -> Result<Option<u64
     }
 }
 
-fn models(list: Vec<String>) -> Result<Vec<String>, Error> {
-    if list.len() > MAX_ALLOWED_MODELS {
+fn patterns(field: &'static str, list: Vec<String>) -> Result<Vec<String>, Error> {
+    if list.len() > MAX_LIST {
         return Err(Error::invalid(
-            "allowedModels",
-            format!("must list at most {MAX_ALLOWED_MODELS} models"),
+            field,
+            format!("must list at most {MAX_LIST} entries"),
         ));
     }
     list.into_iter()
@@ -120,7 +132,7 @@ fn models(list: Vec<String>) -> Result<Vec<String>, Error> {
             let m = m.trim().to_owned();
             if m.is_empty() || m.len() > 200 || m.chars().any(char::is_control) {
                 Err(Error::invalid(
-                    "allowedModels",
+                    field,
                     "each entry must be 1 to 200 printable characters",
                 ))
             } else {
@@ -130,30 +142,154 @@ fn models(list: Vec<String>) -> Result<Vec<String>, Error> {
         .collect()
 }
 
+fn networks(list: Vec<String>) -> Result<Vec<IpNet>, Error> {
+    if list.len() > MAX_LIST {
+        return Err(Error::invalid(
+            "allowedIps",
+            format!("must list at most {MAX_LIST} entries"),
+        ));
+    }
+    list.iter()
+        .map(|text| {
+            let text = text.trim();
+            text.parse::<IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map(|net| net.trunc())
+                .map_err(|_| {
+                    Error::invalid(
+                        "allowedIps",
+                        format!("{text:?} is not an IP address or CIDR range"),
+                    )
+                })
+        })
+        .collect()
+}
+
+fn budget(usd: Option<f64>, period: Option<&str>) -> Result<Option<Budget>, Error> {
+    let Some(usd) = usd else {
+        return match period {
+            Some(_) => Err(Error::invalid("budgetPeriod", "needs budgetUsd")),
+            None => Ok(None),
+        };
+    };
+    if !usd.is_finite() || !(0.000_001..=MAX_BUDGET_USD).contains(&usd) {
+        return Err(Error::invalid(
+            "budgetUsd",
+            format!("must be between 0.000001 and {MAX_BUDGET_USD}"),
+        ));
+    }
+    let period = match period {
+        None => Period::Month,
+        Some(text) => Period::parse(text).ok_or_else(|| {
+            Error::invalid("budgetPeriod", "must be one of day, week, month, lifetime")
+        })?,
+    };
+    Ok(Some(Budget {
+        usd_micros: (usd * 1_000_000.0).round() as u64,
+        period,
+    }))
+}
+
+/// The body of a mint (`POST`) or an update (`PATCH`). In an update an absent field keeps its
+/// value and `null` clears it; in a mint both mean "no limit".
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct CreateBody {
-    api_key_id: String,
-    name: String,
-    rate_limit: Option<u64>,
-    daily_limit: Option<u64>,
-    expires_at: Option<String>,
-    #[serde(default)]
-    allowed_models: Vec<String>,
+struct ShareBody {
+    api_key_id: Option<String>,
+    name: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    rate_limit: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    daily_limit: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    tokens_per_minute: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    tokens_per_day: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    budget_usd: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    budget_period: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    max_uses: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    reserve_tokens: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    expires_at: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    allowed_models: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "nullable")]
+    allowed_endpoints: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "nullable")]
+    allowed_ips: Option<Option<Vec<String>>>,
+}
+
+impl ShareBody {
+    /// Applies the body's limit fields to `policy`, validating each.
+    fn apply(self, policy: &mut Policy, now: i64) -> Result<(), Error> {
+        if let Some(v) = self.rate_limit {
+            policy.rate_limit = limit("rateLimit", v, MAX_RATE_LIMIT)?;
+        }
+        if let Some(v) = self.daily_limit {
+            policy.daily_limit = limit("dailyLimit", v, MAX_DAILY_LIMIT)?;
+        }
+        if let Some(v) = self.tokens_per_minute {
+            policy.tokens_per_minute = limit("tokensPerMinute", v, MAX_TOKENS)?;
+        }
+        if let Some(v) = self.tokens_per_day {
+            policy.tokens_per_day = limit("tokensPerDay", v, MAX_TOKENS)?;
+        }
+        if self.budget_usd.is_some() || self.budget_period.is_some() {
+            let usd = match self.budget_usd {
+                Some(v) => v,
+                None => policy.budget.map(|b| b.usd_micros as f64 / 1_000_000.0),
+            };
+            let period = match &self.budget_period {
+                Some(v) => v.clone(),
+                None => policy.budget.map(|b| b.period.as_str().to_owned()),
+            };
+            policy.budget = budget(usd, period.as_deref())?;
+        }
+        if let Some(v) = self.max_uses {
+            policy.max_uses = limit("maxUses", v, MAX_DAILY_LIMIT)?;
+        }
+        if let Some(v) = self.reserve_tokens {
+            policy.reserve_tokens = limit("reserveTokens", v, MAX_TOKENS)?;
+        }
+        if let Some(v) = self.expires_at {
+            policy.expires_at_ms = future_time("expiresAt", v.as_deref(), now)?;
+        }
+        if let Some(v) = self.allowed_models {
+            policy.allowed_models = patterns("allowedModels", v.unwrap_or_default())?;
+        }
+        if let Some(v) = self.allowed_endpoints {
+            let list = patterns("allowedEndpoints", v.unwrap_or_default())?;
+            if list.iter().any(|p| !p.starts_with('/')) {
+                return Err(Error::invalid(
+                    "allowedEndpoints",
+                    "each entry is a path starting with /",
+                ));
+            }
+            policy.allowed_endpoints = list;
+        }
+        if let Some(v) = self.allowed_ips {
+            policy.allowed_ips = networks(v.unwrap_or_default())?;
+        }
+        Ok(())
+    }
 }
 
 async fn create(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
     let caller = authenticate(&req, ctx).await?;
-    let body: CreateBody = json_body(req, MAX_JSON_BODY).await?;
+    let mut body: ShareBody = json_body(req, MAX_JSON_BODY).await?;
     let now = ctx.now_ms();
-    let name = validate::name("name", &body.name)?;
-    let policy = Policy {
-        rate_limit: limit("rateLimit", body.rate_limit, MAX_RATE_LIMIT)?,
-        daily_limit: limit("dailyLimit", body.daily_limit, MAX_DAILY_LIMIT)?,
-        expires_at_ms: future_time("expiresAt", body.expires_at.as_deref(), now)?,
-        allowed_models: models(body.allowed_models)?,
-    };
-    let key_id = KeyId::parse(&body.api_key_id).ok_or(Error::NotFound("key"))?;
+    let name = validate::name("name", body.name.take().as_deref().unwrap_or(""))?;
+    let key_id = body
+        .api_key_id
+        .take()
+        .ok_or_else(|| Error::invalid("apiKeyId", "is required"))?;
+    let mut policy = Policy::default();
+    body.apply(&mut policy, now)?;
+    let key_id = KeyId::parse(&key_id).ok_or(Error::NotFound("key"))?;
     keys::get(ctx.db.as_ref(), &caller.user, &key_id)
         .await?
         .ok_or(Error::NotFound("key"))?;
@@ -199,45 +335,27 @@ async fn get(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
     Ok(json(StatusCode::OK, &share_json(&share, ctx.now_ms())))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct UpdateBody {
-    name: Option<String>,
-    #[serde(default, deserialize_with = "nullable")]
-    rate_limit: Option<Option<u64>>,
-    #[serde(default, deserialize_with = "nullable")]
-    daily_limit: Option<Option<u64>>,
-    #[serde(default, deserialize_with = "nullable")]
-    expires_at: Option<Option<String>>,
-    allowed_models: Option<Vec<String>>,
-}
-
 async fn update(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
     let caller = authenticate(&req, ctx).await?;
     let id = parse_id(id)?;
-    let body: UpdateBody = json_body(req, MAX_JSON_BODY).await?;
+    let mut body: ShareBody = json_body(req, MAX_JSON_BODY).await?;
     let now = ctx.now_ms();
+    if body.api_key_id.is_some() {
+        return Err(Error::invalid(
+            "apiKeyId",
+            "cannot change; mint a new share for another key",
+        ));
+    }
     let mut share = owned(ctx, &caller.user, &id).await?;
     if share.revoked_at.is_some() {
         return Err(Error::Conflict(
             "this share is revoked; mint a new one".into(),
         ));
     }
-    if let Some(name) = body.name {
+    if let Some(name) = body.name.take() {
         share.name = validate::name("name", &name)?;
     }
-    if let Some(v) = body.rate_limit {
-        share.policy.rate_limit = limit("rateLimit", v, MAX_RATE_LIMIT)?;
-    }
-    if let Some(v) = body.daily_limit {
-        share.policy.daily_limit = limit("dailyLimit", v, MAX_DAILY_LIMIT)?;
-    }
-    if let Some(v) = body.expires_at {
-        share.policy.expires_at_ms = future_time("expiresAt", v.as_deref(), now)?;
-    }
-    if let Some(list) = body.allowed_models {
-        share.policy.allowed_models = models(list)?;
-    }
+    body.apply(&mut share.policy, now)?;
     if !shares::update(ctx.db.as_ref(), &share, now).await? {
         return Err(Error::NotFound("share"));
     }

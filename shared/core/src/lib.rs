@@ -13,6 +13,7 @@ pub mod ids;
 pub mod limits;
 pub mod netguard;
 pub mod ports;
+pub mod pricing;
 pub mod providers;
 pub mod secret;
 pub mod timefmt;

@@ -168,6 +168,30 @@ pub struct Counter {
     pub cost: u64,
     /// How long the key lives after its first increment (the window's remaining length).
     pub ttl_ms: u64,
+    /// The value a missing key starts from (lifetime counters rebuilt from the database after
+    /// the store lost them); 0 for windowed counters.
+    pub seed: u64,
+}
+
+/// A correction to a counter after the fact (a reservation settled to the real amount).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Adjustment {
+    /// The counter's key.
+    pub key: String,
+    /// What to add (negative to give back).
+    pub delta: i64,
+    /// The expiry to give the key if it no longer exists.
+    pub ttl_ms: u64,
+}
+
+/// A precondition on an [`Kv::admit`] call: the key must hold exactly this value. The proxy uses
+/// it to check, in the same round trip, that the share it has in memory is still the current one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Guard<'a> {
+    /// The key to compare.
+    pub key: &'a str,
+    /// The value it must hold.
+    pub value: &'a str,
 }
 
 /// The outcome of an [`Kv::admit`] call.
@@ -177,6 +201,8 @@ pub enum Admission {
     Admitted { values: Vec<u64> },
     /// Counter `index` had no room; nothing was bumped. `value` is its current value.
     Refused { index: usize, value: u64 },
+    /// The guard key did not hold the expected value; nothing was bumped.
+    Stale,
 }
 
 /// Why a counter or cache call failed: the store is unreachable. Callers fail closed.
@@ -195,10 +221,16 @@ impl From<KvError> for crate::Error {
 #[cfg_attr(not(target_family = "wasm"), async_trait::async_trait)]
 #[cfg_attr(target_family = "wasm", async_trait::async_trait(?Send))]
 pub trait Kv: MaybeSendSync {
-    /// Atomically: if every counter plus its cost stays within its limit, adds every cost and
-    /// returns the new values; otherwise changes nothing and names the first counter without
-    /// room. One round trip to the store.
-    async fn admit(&self, counters: &[Counter]) -> Result<Admission, KvError>;
+    /// Atomically: if the guard holds (when given) and every counter plus its cost stays within
+    /// its limit, adds every cost and returns the new values; otherwise changes nothing and says
+    /// why. A missing counter starts from its seed. One round trip to the store.
+    async fn admit(
+        &self,
+        guard: Option<Guard<'_>>,
+        counters: &[Counter],
+    ) -> Result<Admission, KvError>;
+    /// Applies corrections to counters, in one round trip.
+    async fn settle(&self, adjustments: &[Adjustment]) -> Result<(), KvError>;
     /// Adds `delta` to a counter (creating it with `ttl_ms`), returning the new value.
     async fn add(&self, key: &str, delta: i64, ttl_ms: u64) -> Result<i64, KvError>;
     /// Reads a cached value.
@@ -254,4 +286,18 @@ pub fn random<const N: usize>(rng: &dyn Rng) -> [u8; N] {
 pub trait UsageSink: MaybeSendSync {
     /// Hands one event over for asynchronous writing.
     fn record(&self, event: UsageEvent);
+}
+
+/// Work to finish after the response (settling reservations): boxed, `Send` on native hosts.
+#[cfg(not(target_family = "wasm"))]
+pub type Deferred = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+/// Work to finish after the response (wasm: no `Send` bound).
+#[cfg(target_family = "wasm")]
+pub type Deferred = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+
+/// Runs work off the client's critical path: a spawned task natively, `ctx.waitUntil` on
+/// Workers. Hosts finish deferred work before shutting down.
+pub trait Defer: MaybeSendSync {
+    /// Runs `work` in the background.
+    fn defer(&self, work: Deferred);
 }

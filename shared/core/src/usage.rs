@@ -67,6 +67,8 @@ pub struct UsageEvent {
     pub input_tokens: u64,
     /// Output (completion) tokens.
     pub output_tokens: u64,
+    /// What it cost in micro-USD; `None` when the model has no known price.
+    pub cost_micros: Option<u64>,
     /// When the request arrived (ms since the epoch).
     pub started_at_ms: i64,
     /// From arrival to the last byte (ms).
@@ -82,6 +84,8 @@ pub struct Usage {
     pub input_tokens: Option<u64>,
     /// Output (completion) tokens, if the response said.
     pub output_tokens: Option<u64>,
+    /// How many of the input tokens were read from the provider's prompt cache (priced lower).
+    pub cached_tokens: Option<u64>,
     /// The model the response names.
     pub model: Option<String>,
 }
@@ -93,6 +97,9 @@ impl Usage {
         }
         if other.output_tokens.is_some() {
             self.output_tokens = other.output_tokens;
+        }
+        if other.cached_tokens.is_some() {
+            self.cached_tokens = other.cached_tokens;
         }
         if self.model.is_none() {
             self.model = other.model;
@@ -115,9 +122,23 @@ pub fn usage_from_json(doc: &Json) -> Usage {
         doc.pointer("/response/usage"),
     ];
     for block in candidates.into_iter().flatten() {
+        // OpenAI counts cached tokens inside the prompt count; Anthropic counts cache reads and
+        // writes beside `input_tokens`. Both are normalised to "input includes cached".
+        let anthropic_cache_read = count(block, &["cache_read_input_tokens"]);
+        let anthropic_cache_write = count(block, &["cache_creation_input_tokens"]);
+        let fresh = count(block, &["prompt_tokens", "input_tokens"]);
+        let input = match (fresh, anthropic_cache_read, anthropic_cache_write) {
+            (Some(f), None, None) => Some(f),
+            (f, r, w) => Some(f.unwrap_or(0) + r.unwrap_or(0) + w.unwrap_or(0)),
+        };
+        let openai_cached = block
+            .pointer("/prompt_tokens_details/cached_tokens")
+            .or_else(|| block.pointer("/input_tokens_details/cached_tokens"))
+            .and_then(Json::as_u64);
         usage.merge(Usage {
-            input_tokens: count(block, &["prompt_tokens", "input_tokens"]),
+            input_tokens: input.filter(|_| fresh.is_some() || anthropic_cache_read.is_some()),
             output_tokens: count(block, &["completion_tokens", "output_tokens"]),
+            cached_tokens: openai_cached.or(anthropic_cache_read),
             model: None,
         });
     }
@@ -125,6 +146,7 @@ pub fn usage_from_json(doc: &Json) -> Usage {
         usage.merge(Usage {
             input_tokens: count(meta, &["promptTokenCount"]),
             output_tokens: count(meta, &["candidatesTokenCount"]),
+            cached_tokens: count(meta, &["cachedContentTokenCount"]),
             model: None,
         });
     }
@@ -185,6 +207,7 @@ pub struct UsageParser {
     buf: Vec<u8>,
     overflow: bool,
     usage: Usage,
+    events: u64,
 }
 
 impl UsageParser {
@@ -195,6 +218,7 @@ impl UsageParser {
             buf: Vec::new(),
             overflow: false,
             usage: Usage::default(),
+            events: 0,
         }
     }
 
@@ -244,9 +268,16 @@ impl UsageParser {
         if data.first() != Some(&b'{') {
             return; // `[DONE]`, keep-alives, empty data
         }
+        self.events += 1;
         if let Ok(doc) = serde_json::from_slice::<Json>(data) {
             self.usage.merge(usage_from_json(&doc));
         }
+    }
+
+    /// How many SSE data events carried JSON so far (providers send about one token per event,
+    /// so this estimates output when a stream is cut before its usage arrives).
+    pub fn events_seen(&self) -> u64 {
+        self.events
     }
 
     /// The usage seen so far, for a body that ended (or was cut off) here.
@@ -281,8 +312,31 @@ mod tests {
         Usage {
             input_tokens: Some(input),
             output_tokens: Some(output),
+            cached_tokens: None,
             model: Some(model.into()),
         }
+    }
+
+    #[test]
+    fn cached_input_is_read_and_counted_inside_the_input() {
+        let openai = r#"{"model":"gpt-4o","usage":{"prompt_tokens":100,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":60}}}"#;
+        let seen = parse_in_chunks(Format::Json, openai, 7);
+        assert_eq!(
+            (seen.input_tokens, seen.cached_tokens),
+            (Some(100), Some(60))
+        );
+        let anthropic = "data: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":10,\"cache_read_input_tokens\":80,\"cache_creation_input_tokens\":5,\"output_tokens\":1}}}\n\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":9}}\n\n";
+        let seen = parse_in_chunks(Format::Sse, anthropic, 5);
+        assert_eq!(
+            (seen.input_tokens, seen.cached_tokens, seen.output_tokens),
+            (Some(95), Some(80), Some(9))
+        );
+        let gemini = r#"{"usageMetadata":{"promptTokenCount":50,"candidatesTokenCount":3,"cachedContentTokenCount":20}}"#;
+        let seen = parse_in_chunks(Format::Json, gemini, 4);
+        assert_eq!(
+            (seen.input_tokens, seen.cached_tokens),
+            (Some(50), Some(20))
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use feen_core::ports::{Admission, Counter, Kv, KvError};
+use feen_core::ports::{Adjustment, Admission, Counter, Guard, Kv, KvError};
 
 #[derive(Debug)]
 enum Entry {
@@ -83,10 +83,25 @@ fn unsigned(n: i64) -> u64 {
 
 #[async_trait::async_trait]
 impl Kv for MemoryKv {
-    async fn admit(&self, counters: &[Counter]) -> Result<Admission, KvError> {
+    async fn admit(
+        &self,
+        guard: Option<Guard<'_>>,
+        counters: &[Counter],
+    ) -> Result<Admission, KvError> {
         let now = Instant::now();
         let mut map = self.lock()?;
+        if let Some(guard) = guard {
+            let holds =
+                matches!(map.live(guard.key, now), Some(Entry::Text(text)) if text == guard.value);
+            if !holds {
+                return Ok(Admission::Stale);
+            }
+        }
         for (index, c) in counters.iter().enumerate() {
+            if c.seed > 0 && map.live(&c.key, now).is_none() {
+                let seed = i64::try_from(c.seed).unwrap_or(i64::MAX);
+                map.bump(&c.key, seed, Duration::from_millis(c.ttl_ms), now);
+            }
             let value = unsigned(map.count(&c.key, now));
             if value.saturating_add(c.cost) > c.limit {
                 return Ok(Admission::Refused { index, value });
@@ -100,6 +115,15 @@ impl Kv for MemoryKv {
             })
             .collect();
         Ok(Admission::Admitted { values })
+    }
+
+    async fn settle(&self, adjustments: &[Adjustment]) -> Result<(), KvError> {
+        let now = Instant::now();
+        let mut map = self.lock()?;
+        for a in adjustments {
+            map.bump(&a.key, a.delta, Duration::from_millis(a.ttl_ms), now);
+        }
+        Ok(())
     }
 
     async fn add(&self, key: &str, delta: i64, ttl_ms: u64) -> Result<i64, KvError> {

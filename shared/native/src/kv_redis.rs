@@ -1,30 +1,53 @@
 //! The counter store and cache on Redis (RESP over TCP), shared by every `feen serve` process.
 //! [`Kv::admit`] is one `EVALSHA` of [`ADMIT_SCRIPT`]: atomic across all replicas, one round trip.
 
-use feen_core::ports::{Admission, Counter, Kv, KvError};
+use feen_core::ports::{Adjustment, Admission, Counter, Guard, Kv, KvError};
 use redis::aio::ConnectionManager;
 
-/// Checks every counter (`KEYS[i]` against limit `ARGV[3i-2]` for cost `ARGV[3i-1]`), and only
-/// if all have room adds every cost, setting a fresh key's expiry to `ARGV[3i]` ms. Returns
-/// `{1, v1, v2, ...}` (new values) or `{0, index, value}` (the first counter without room).
+/// The admission script. `KEYS[1]` is the guard key (ignored unless `ARGV[1]` is `1`, in which
+/// case it must hold `ARGV[2]`); `KEYS[i+1]` are the counters, each with four arguments from
+/// `ARGV[4i-1]`: limit, cost, expiry in ms, seed. A missing counter with a seed starts from it.
+/// Only if every counter has room are all bumped. Replies `{1, v1, v2, ...}` (new values),
+/// `{0, index, value}` (the first counter without room) or `{2}` (the guard failed).
 pub const ADMIT_SCRIPT: &str = r"
-local n = #KEYS
+if ARGV[1] == '1' and redis.call('GET', KEYS[1]) ~= ARGV[2] then
+  return {2}
+end
+local n = #KEYS - 1
 for i = 1, n do
-  local value = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if value + tonumber(ARGV[3*i-1]) > tonumber(ARGV[3*i-2]) then
+  local key, b = KEYS[i + 1], 4 * i - 1
+  local raw = redis.call('GET', key)
+  local value
+  if raw then
+    value = tonumber(raw)
+  else
+    value = tonumber(ARGV[b + 3])
+    if value > 0 then redis.call('SET', key, value, 'PX', ARGV[b + 2]) end
+  end
+  if value + tonumber(ARGV[b + 1]) > tonumber(ARGV[b]) then
     return {0, i - 1, value}
   end
 end
 local out = {1}
 for i = 1, n do
-  local cost = tonumber(ARGV[3*i-1])
-  local value = redis.call('INCRBY', KEYS[i], cost)
-  if value == cost or redis.call('PTTL', KEYS[i]) < 0 then
-    redis.call('PEXPIRE', KEYS[i], ARGV[3*i])
+  local key, b = KEYS[i + 1], 4 * i - 1
+  local cost = tonumber(ARGV[b + 1])
+  local value = redis.call('INCRBY', key, cost)
+  if redis.call('PTTL', key) < 0 then
+    redis.call('PEXPIRE', key, ARGV[b + 2])
   end
   out[#out + 1] = value
 end
 return out
+";
+
+/// Applies corrections: `ARGV[2i-1]` added to `KEYS[i]`, a fresh key expiring in `ARGV[2i]` ms.
+const SETTLE_SCRIPT: &str = r"
+for i = 1, #KEYS do
+  redis.call('INCRBY', KEYS[i], ARGV[2 * i - 1])
+  if redis.call('PTTL', KEYS[i]) < 0 then redis.call('PEXPIRE', KEYS[i], ARGV[2 * i]) end
+end
+return #KEYS
 ";
 
 /// Adds `ARGV[1]` to `KEYS[1]` and gives a fresh key the expiry `ARGV[2]` ms.
@@ -41,6 +64,7 @@ pub struct RedisKv {
     conn: ConnectionManager,
     prefix: String,
     admit: redis::Script,
+    settle: redis::Script,
     add: redis::Script,
 }
 
@@ -66,6 +90,7 @@ impl RedisKv {
             conn,
             prefix: prefix.to_owned(),
             admit: redis::Script::new(ADMIT_SCRIPT),
+            settle: redis::Script::new(SETTLE_SCRIPT),
             add: redis::Script::new(ADD_SCRIPT),
         })
     }
@@ -87,17 +112,26 @@ fn unsigned(n: i64) -> u64 {
 
 #[async_trait::async_trait]
 impl Kv for RedisKv {
-    async fn admit(&self, counters: &[Counter]) -> Result<Admission, KvError> {
-        if counters.is_empty() {
+    async fn admit(
+        &self,
+        guard: Option<Guard<'_>>,
+        counters: &[Counter],
+    ) -> Result<Admission, KvError> {
+        if counters.is_empty() && guard.is_none() {
             return Ok(Admission::Admitted { values: Vec::new() });
         }
         let mut invocation = self.admit.prepare_invoke();
+        match guard {
+            Some(g) => invocation.key(self.key(g.key)).arg("1").arg(g.value),
+            None => invocation.key(self.key("guard:none")).arg("0").arg(""),
+        };
         for c in counters {
             invocation
                 .key(self.key(&c.key))
                 .arg(c.limit)
                 .arg(c.cost)
-                .arg(c.ttl_ms.max(1));
+                .arg(c.ttl_ms.max(1))
+                .arg(c.seed);
         }
         let mut conn = self.conn.clone();
         let reply: Vec<i64> = invocation.invoke_async(&mut conn).await.map_err(err)?;
@@ -105,12 +139,29 @@ impl Kv for RedisKv {
             [1, values @ ..] => Ok(Admission::Admitted {
                 values: values.iter().copied().map(unsigned).collect(),
             }),
+            [2] => Ok(Admission::Stale),
             [0, index, value] => Ok(Admission::Refused {
                 index: unsigned(*index) as usize,
                 value: unsigned(*value),
             }),
             _ => Err(KvError("unexpected reply from the admit script".into())),
         }
+    }
+
+    async fn settle(&self, adjustments: &[Adjustment]) -> Result<(), KvError> {
+        if adjustments.is_empty() {
+            return Ok(());
+        }
+        let mut invocation = self.settle.prepare_invoke();
+        for a in adjustments {
+            invocation
+                .key(self.key(&a.key))
+                .arg(a.delta)
+                .arg(a.ttl_ms.max(1));
+        }
+        let mut conn = self.conn.clone();
+        let _: i64 = invocation.invoke_async(&mut conn).await.map_err(err)?;
+        Ok(())
     }
 
     async fn add(&self, key: &str, delta: i64, ttl_ms: u64) -> Result<i64, KvError> {

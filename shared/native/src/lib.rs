@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod db;
+pub mod deferred;
 pub mod kv_memory;
 pub mod kv_redis;
 pub mod outbound;

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use feen_core::body::StreamError;
 use feen_core::ports::{Db, Kv};
 use feen_core::{Body, Error};
+use feen_service::cache::Memo;
 use feen_service::request::ClientAddr;
 use feen_service::response::{error_response, json};
 use feen_service::{Ctx, Req, Resp};
@@ -24,6 +25,7 @@ use tokio::net::TcpListener;
 
 use crate::config::{Settings, redact_url};
 use crate::db::{PgDb, SqliteDb};
+use crate::deferred::Tasks;
 use crate::kv_memory::MemoryKv;
 use crate::kv_redis::RedisKv;
 use crate::outbound::ReqwestHttp;
@@ -122,6 +124,7 @@ pub async fn serve(
     let (kv, kv_name) = open_kv(&settings).await?;
     let http = ReqwestHttp::new(settings.allow_private_upstreams).map_err(|e| e.to_string())?;
     let (sink, writer) = usage_writer::spawn(db.clone());
+    let tasks = Tasks::new();
     let ctx = Ctx {
         db,
         kv,
@@ -129,6 +132,8 @@ pub async fn serve(
         clock: Arc::new(SystemClock),
         rng: Arc::new(OsRng),
         usage: Arc::new(sink),
+        defer: Arc::new(tasks.clone()),
+        memo: Arc::new(Memo::new()),
         config: Arc::new(config),
     };
     let listener = TcpListener::bind(listen)
@@ -174,6 +179,12 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("in-flight requests did not finish in time; closing them");
+    }
+    if tokio::time::timeout(Duration::from_secs(10), tasks.finish())
+        .await
+        .is_err()
+    {
+        tracing::warn!("deferred work (settlements) did not finish in time");
     }
     drop(ctx);
     if tokio::time::timeout(Duration::from_secs(30), writer)

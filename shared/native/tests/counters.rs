@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use feen_core::ports::{Admission, Counter, Kv};
+use feen_core::ports::{Adjustment, Admission, Counter, Guard, Kv};
 use feen_native::kv_memory::MemoryKv;
 use feen_native::kv_redis::RedisKv;
 
@@ -16,6 +16,7 @@ fn counter(key: &str, limit: u64, cost: u64) -> Counter {
         limit,
         cost,
         ttl_ms: 60_000,
+        seed: 0,
     }
 }
 
@@ -24,28 +25,30 @@ async fn admit_bumps_every_counter_or_none(kv: Arc<dyn Kv>) {
     let b = counter("ratelimit:rpd:a", 2, 1);
     let both = [a.clone(), b.clone()];
     assert_eq!(
-        kv.admit(&both).await.expect("admit"),
+        kv.admit(None, &both).await.expect("admit"),
         Admission::Admitted { values: vec![1, 1] }
     );
     assert_eq!(
-        kv.admit(&both).await.expect("admit"),
+        kv.admit(None, &both).await.expect("admit"),
         Admission::Admitted { values: vec![2, 2] }
     );
     // The second counter is full: nothing moves, and the refusal names it.
     assert_eq!(
-        kv.admit(&both).await.expect("admit"),
+        kv.admit(None, &both).await.expect("admit"),
         Admission::Refused { index: 1, value: 2 }
     );
     assert_eq!(
-        kv.admit(std::slice::from_ref(&a)).await.expect("admit"),
+        kv.admit(None, std::slice::from_ref(&a))
+            .await
+            .expect("admit"),
         Admission::Admitted { values: vec![3] }
     );
     assert_eq!(
-        kv.admit(&[a]).await.expect("admit"),
+        kv.admit(None, &[a]).await.expect("admit"),
         Admission::Refused { index: 0, value: 3 }
     );
     assert_eq!(
-        kv.admit(&[]).await.expect("admit"),
+        kv.admit(None, &[]).await.expect("admit"),
         Admission::Admitted { values: vec![] }
     );
 }
@@ -53,11 +56,15 @@ async fn admit_bumps_every_counter_or_none(kv: Arc<dyn Kv>) {
 async fn costs_larger_than_one_count_fully(kv: Arc<dyn Kv>) {
     let c = counter("ratelimit:tpm:x", 100, 60);
     assert_eq!(
-        kv.admit(std::slice::from_ref(&c)).await.expect("admit"),
+        kv.admit(None, std::slice::from_ref(&c))
+            .await
+            .expect("admit"),
         Admission::Admitted { values: vec![60] }
     );
     assert_eq!(
-        kv.admit(std::slice::from_ref(&c)).await.expect("admit"),
+        kv.admit(None, std::slice::from_ref(&c))
+            .await
+            .expect("admit"),
         Admission::Refused {
             index: 0,
             value: 60
@@ -68,7 +75,7 @@ async fn costs_larger_than_one_count_fully(kv: Arc<dyn Kv>) {
         30
     );
     assert_eq!(
-        kv.admit(&[c]).await.expect("admit"),
+        kv.admit(None, &[c]).await.expect("admit"),
         Admission::Admitted { values: vec![90] }
     );
 }
@@ -79,18 +86,23 @@ async fn counters_expire_with_their_window(kv: Arc<dyn Kv>) {
         limit: 1,
         cost: 1,
         ttl_ms: 150,
+        seed: 0,
     };
     assert!(matches!(
-        kv.admit(std::slice::from_ref(&c)).await.expect("admit"),
+        kv.admit(None, std::slice::from_ref(&c))
+            .await
+            .expect("admit"),
         Admission::Admitted { .. }
     ));
     assert!(matches!(
-        kv.admit(std::slice::from_ref(&c)).await.expect("admit"),
+        kv.admit(None, std::slice::from_ref(&c))
+            .await
+            .expect("admit"),
         Admission::Refused { .. }
     ));
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(matches!(
-        kv.admit(&[c]).await.expect("admit"),
+        kv.admit(None, &[c]).await.expect("admit"),
         Admission::Admitted { .. }
     ));
 }
@@ -135,7 +147,10 @@ async fn concurrent_admits_never_exceed_the_limit(kv: Arc<dyn Kv>) {
     let tasks: Vec<_> = (0..200)
         .map(|_| {
             let kv = kv.clone();
-            tokio::spawn(async move { kv.admit(&[counter("ratelimit:rpm:busy", limit, 1)]).await })
+            tokio::spawn(async move {
+                kv.admit(None, &[counter("ratelimit:rpm:busy", limit, 1)])
+                    .await
+            })
         })
         .collect();
     let mut admitted = 0;
@@ -148,6 +163,140 @@ async fn concurrent_admits_never_exceed_the_limit(kv: Arc<dyn Kv>) {
         }
     }
     assert_eq!(admitted, limit);
+}
+
+async fn a_guard_must_hold_for_anything_to_move(kv: Arc<dyn Kv>) {
+    kv.set("cache:share:g", "v1", 60_000).await.expect("set");
+    let c = counter("ratelimit:rpm:guarded", 5, 1);
+    let good = Guard {
+        key: "cache:share:g",
+        value: "v1",
+    };
+    let stale = Guard {
+        key: "cache:share:g",
+        value: "v0",
+    };
+    let missing = Guard {
+        key: "cache:share:none",
+        value: "v1",
+    };
+    assert_eq!(
+        kv.admit(Some(good), std::slice::from_ref(&c))
+            .await
+            .expect("admit"),
+        Admission::Admitted { values: vec![1] }
+    );
+    assert_eq!(
+        kv.admit(Some(stale), std::slice::from_ref(&c))
+            .await
+            .expect("admit"),
+        Admission::Stale
+    );
+    assert_eq!(
+        kv.admit(Some(missing), std::slice::from_ref(&c))
+            .await
+            .expect("admit"),
+        Admission::Stale
+    );
+    assert_eq!(
+        kv.admit(Some(good), &[]).await.expect("admit"),
+        Admission::Admitted { values: vec![] }
+    );
+    kv.set("cache:share:g", "-", 60_000)
+        .await
+        .expect("tombstone");
+    assert_eq!(
+        kv.admit(Some(good), &[c.clone()]).await.expect("admit"),
+        Admission::Stale
+    );
+    assert_eq!(
+        kv.admit(None, &[c]).await.expect("admit"),
+        Admission::Admitted { values: vec![2] },
+        "nothing moved while stale"
+    );
+}
+
+async fn lifetime_counters_start_from_their_seed(kv: Arc<dyn Kv>) {
+    let uses = Counter {
+        key: "ratelimit:uses:s".into(),
+        limit: 10,
+        cost: 1,
+        ttl_ms: 60_000,
+        seed: 8,
+    };
+    assert_eq!(
+        kv.admit(None, std::slice::from_ref(&uses))
+            .await
+            .expect("admit"),
+        Admission::Admitted { values: vec![9] }
+    );
+    // Once the key exists, the seed is ignored.
+    let reseeded = Counter {
+        seed: 0,
+        ..uses.clone()
+    };
+    assert_eq!(
+        kv.admit(None, std::slice::from_ref(&reseeded))
+            .await
+            .expect("admit"),
+        Admission::Admitted { values: vec![10] }
+    );
+    assert_eq!(
+        kv.admit(None, &[uses]).await.expect("admit"),
+        Admission::Refused {
+            index: 0,
+            value: 10
+        }
+    );
+    let full = Counter {
+        key: "ratelimit:uses:t".into(),
+        limit: 3,
+        cost: 1,
+        ttl_ms: 60_000,
+        seed: 3,
+    };
+    assert_eq!(
+        kv.admit(None, &[full]).await.expect("admit"),
+        Admission::Refused { index: 0, value: 3 }
+    );
+}
+
+async fn settlements_correct_counters_in_one_call(kv: Arc<dyn Kv>) {
+    let tokens = counter("ratelimit:tpm:settle", 1000, 600);
+    let budget = counter("ratelimit:budget-day:settle", 1000, 500);
+    assert!(matches!(
+        kv.admit(None, &[tokens.clone(), budget.clone()])
+            .await
+            .expect("admit"),
+        Admission::Admitted { .. }
+    ));
+    kv.settle(&[
+        Adjustment {
+            key: tokens.key.clone(),
+            delta: -550,
+            ttl_ms: 60_000,
+        },
+        Adjustment {
+            key: budget.key.clone(),
+            delta: 100,
+            ttl_ms: 60_000,
+        },
+    ])
+    .await
+    .expect("settle");
+    let next = counter("ratelimit:tpm:settle", 1000, 900);
+    assert_eq!(
+        kv.admit(None, &[next]).await.expect("admit"),
+        Admission::Admitted { values: vec![950] }
+    );
+    assert_eq!(
+        kv.admit(None, &[budget]).await.expect("admit"),
+        Admission::Refused {
+            index: 0,
+            value: 600
+        }
+    );
+    kv.settle(&[]).await.expect("nothing to settle");
 }
 
 async fn memory() -> Arc<dyn Kv> {
@@ -180,6 +329,9 @@ on_both!(
     counters_expire_with_their_window,
     cache_entries_set_get_and_delete,
     concurrent_admits_never_exceed_the_limit,
+    a_guard_must_hold_for_anything_to_move,
+    lifetime_counters_start_from_their_seed,
+    settlements_correct_counters_in_one_call,
 );
 
 #[tokio::test]
@@ -196,11 +348,13 @@ async fn redis_prefixes_keep_deployments_apart() {
     assert_eq!(b.get("cache:share:same").await.expect("get"), None);
     let c = counter("ratelimit:rpm:same", 1, 1);
     assert!(matches!(
-        a.admit(std::slice::from_ref(&c)).await.expect("admit"),
+        a.admit(None, std::slice::from_ref(&c))
+            .await
+            .expect("admit"),
         Admission::Admitted { .. }
     ));
     assert!(matches!(
-        b.admit(&[c]).await.expect("admit"),
+        b.admit(None, &[c]).await.expect("admit"),
         Admission::Admitted { .. }
     ));
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use feen_core::crypto::keyring::{KeyRing, SealedSecret};
 use feen_core::crypto::token::{self, TokenKind};
 use feen_core::ids::{KeyId, PatId, RequestId, SessionId, ShareId, UserId};
-use feen_core::limits::Policy;
+use feen_core::limits::{Budget, Period, Policy, Used};
 use feen_core::ports::{Db, DbError};
 use feen_core::secret::SecretString;
 use feen_core::usage::{Outcome, UsageEvent};
@@ -70,9 +70,8 @@ async fn share(db: &dyn Db, owner: &UserId, key: &KeyId, n: u8) -> (ShareId, tok
         token_hint: "feen_abcd...".into(),
         policy: Policy {
             rate_limit: Some(5),
-            daily_limit: None,
-            expires_at_ms: None,
             allowed_models: vec!["gpt-*".into()],
+            ..Policy::default()
         },
         created_at: NOW,
         updated_at: NOW,
@@ -177,11 +176,25 @@ async fn shares_resolve_for_the_proxy_until_revoked(db: Arc<dyn Db>) {
         .await
         .expect("get")
         .expect("found");
+    // Every limit a share can have survives the round trip.
     updated.policy = Policy {
         rate_limit: None,
         daily_limit: Some(100),
+        tokens_per_minute: Some(10_000),
+        tokens_per_day: Some(1_000_000),
+        budget: Some(Budget {
+            usd_micros: 2_500_000,
+            period: Period::Week,
+        }),
+        max_uses: Some(42),
+        reserve_tokens: Some(256),
         expires_at_ms: Some(NOW + 5),
         allowed_models: vec![],
+        allowed_endpoints: vec!["/v1/chat/*".into()],
+        allowed_ips: vec![
+            "10.0.0.0/8".parse().expect("cidr"),
+            "2001:db8::/32".parse().expect("cidr"),
+        ],
     };
     let mut stolen = updated.clone();
     stolen.user = bob.clone();
@@ -385,6 +398,7 @@ fn event(n: u8, share: &ShareId, key: &KeyId, user: &UserId, tokens: (u64, u64))
         streamed: !n.is_multiple_of(2),
         input_tokens: tokens.0,
         output_tokens: tokens.1,
+        cost_micros: n.is_multiple_of(2).then_some(7),
         started_at_ms: NOW + i64::from(n),
         duration_ms: 12,
         outcome: if n == 3 {
@@ -414,7 +428,8 @@ async fn usage_events_are_written_once(db: Arc<dyn Db>) {
         usage::Totals {
             requests: 120,
             input_tokens: 1200,
-            output_tokens: 360
+            output_tokens: 360,
+            cost_micros: 60 * 7,
         }
     );
     assert_eq!(
@@ -424,6 +439,13 @@ async fn usage_events_are_written_once(db: Arc<dyn Db>) {
     let recent = usage::recent(db, &ann, &s, 5).await.expect("recent");
     assert_eq!(recent.len(), 5);
     assert_eq!(recent[0], events[119]);
+    assert_eq!(
+        shares::used(db, &s).await.expect("used"),
+        Used {
+            uses: 120,
+            spent: 60 * 7
+        }
+    );
     let third = usage::recent(db, &ann, &s, 200)
         .await
         .expect("recent")

@@ -1,11 +1,19 @@
-//! The share cache: what the proxy needs for a token (policy and still-sealed key), kept in the
-//! counter store so every replica sees the same entry.
+//! The share cache: what the proxy needs for a token (policy and still-sealed key), in two
+//! layers: the counter store (Redis when configured, so every replica sees the same entry) and
+//! a small in-process memo in front of it.
 //!
-//! Correctness rule: a cache fill uses `set_if_absent`, while every write path (update, rotate,
-//! revoke, regenerate, delete) first changes the database and then *overwrites* the entry (with
-//! the new record or a tombstone). A fill that read the database before the write therefore can
-//! never replace what the write put there, and a revocation is effective on the very next
-//! request on every replica.
+//! Correctness rules:
+//! - A fill of the shared entry uses `set_if_absent`, while every write path (update, rotate,
+//!   revoke, regenerate, delete) first changes the database and then *overwrites* the entry
+//!   (with the new record or a tombstone). A fill that read the database before the write can
+//!   never replace what the write put there.
+//! - The memo is never trusted on its own: the proxy's admission call carries the memo's text as
+//!   a guard on the shared entry, so a changed or revoked share is noticed in that same round
+//!   trip, and the proxy reloads. Revocation is therefore effective on the very next request on
+//!   every replica, with one round trip to the store on a warm path and no database query.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use feen_core::Error;
 use feen_core::crypto::token::TokenHash;
@@ -14,8 +22,12 @@ use feen_store::shares::{self, HashScope, ProxyTarget};
 
 use crate::Ctx;
 
-/// How long an entry lives. Only a safety net: every change overwrites its entries at once.
+/// How long a shared entry lives. Only a safety net: every change overwrites its entries at once.
 pub const TTL_MS: u64 = 5 * 60_000;
+/// How long the memo keeps an entry before asking the store again without being told to.
+const MEMO_TTL_MS: i64 = 60_000;
+/// The most entries the memo holds; past that it starts over.
+const MEMO_CAP: usize = 10_000;
 const TOMBSTONE: &str = "-";
 
 /// The cache key for a token hash.
@@ -23,34 +35,102 @@ pub fn key(hash: &TokenHash) -> String {
     format!("cache:share:{}", hash.as_str())
 }
 
-/// The live share for a token hash: from the cache, or from the database (then cached).
-pub async fn load(ctx: &Ctx, hash: &TokenHash) -> Result<Option<ProxyTarget>, Error> {
-    let key = key(hash);
-    if let Some(text) = ctx.kv.get(&key).await? {
-        if text == TOMBSTONE {
-            return Ok(None);
-        }
-        if let Ok(target) = serde_json::from_str::<ProxyTarget>(&text) {
-            return Ok(Some(target));
+/// A cached share: the exact text stored in the counter store (the guard value) and the share.
+#[derive(Debug)]
+pub struct Cached {
+    /// The shared entry's text.
+    pub text: String,
+    /// The share.
+    pub target: ProxyTarget,
+}
+
+/// The in-process memo of shares, by token hash.
+#[derive(Debug, Default)]
+pub struct Memo {
+    entries: Mutex<HashMap<String, (Arc<Cached>, i64)>>,
+}
+
+impl Memo {
+    /// An empty memo.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The memo's entry for a token, if fresh.
+    pub fn get(&self, hash: &TokenHash, now_ms: i64) -> Option<Arc<Cached>> {
+        let entries = self.entries.lock().ok()?;
+        entries
+            .get(hash.as_str())
+            .filter(|(_, at)| now_ms - at < MEMO_TTL_MS)
+            .map(|(c, _)| c.clone())
+    }
+
+    fn put(&self, hash: &TokenHash, cached: Arc<Cached>, now_ms: i64) {
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= MEMO_CAP {
+                entries.clear();
+            }
+            entries.insert(hash.as_str().to_owned(), (cached, now_ms));
         }
     }
-    let target = shares::proxy_target(ctx.db.as_ref(), hash).await?;
-    let text = match &target {
-        Some(t) => serde_json::to_string(t).map_err(|e| Error::internal(e.to_string()))?,
-        None => TOMBSTONE.to_owned(),
+
+    fn forget(&self, hash: &TokenHash) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.remove(hash.as_str());
+        }
+    }
+}
+
+fn encode(target: &ProxyTarget) -> Result<String, Error> {
+    serde_json::to_string(target).map_err(|e| Error::internal(e.to_string()))
+}
+
+/// The live share for a token hash from the shared entry (or the database, which then fills
+/// it), bypassing the memo, which it refreshes.
+pub async fn fetch(ctx: &Ctx, hash: &TokenHash) -> Result<Option<Arc<Cached>>, Error> {
+    let key = key(hash);
+    let mut text = ctx.kv.get(&key).await?;
+    if text.is_none() {
+        let fresh = match shares::proxy_target(ctx.db.as_ref(), hash).await? {
+            Some(t) => encode(&t)?,
+            None => TOMBSTONE.to_owned(),
+        };
+        text = if ctx.kv.set_if_absent(&key, &fresh, TTL_MS).await? {
+            Some(fresh)
+        } else {
+            // Someone else filled (or changed) it first: theirs is the entry to guard on.
+            ctx.kv.get(&key).await?
+        };
+    }
+    let Some(text) = text.filter(|t| t != TOMBSTONE) else {
+        ctx.memo.forget(hash);
+        return Ok(None);
     };
-    ctx.kv.set_if_absent(&key, &text, TTL_MS).await?;
-    Ok(target)
+    let target: ProxyTarget = serde_json::from_str(&text)
+        .map_err(|e| Error::internal(format!("share cache entry: {e}")))?;
+    let cached = Arc::new(Cached { text, target });
+    ctx.memo.put(hash, cached.clone(), ctx.now_ms());
+    Ok(Some(cached))
+}
+
+/// The share for a token: the memo's entry when it has one (the caller then guards on it), or
+/// a fetch.
+pub async fn load(ctx: &Ctx, hash: &TokenHash) -> Result<Option<Arc<Cached>>, Error> {
+    match ctx.memo.get(hash, ctx.now_ms()) {
+        Some(cached) => Ok(Some(cached)),
+        None => fetch(ctx, hash).await,
+    }
 }
 
 /// Rewrites the entries of the shares in `scope` from the database (after a change to them).
 pub async fn refresh_shares(ctx: &Ctx, user: &UserId, scope: HashScope<'_>) -> Result<(), Error> {
     for hash in shares::token_hashes(ctx.db.as_ref(), user, scope).await? {
         let text = match shares::proxy_target(ctx.db.as_ref(), &hash).await? {
-            Some(t) => serde_json::to_string(&t).map_err(|e| Error::internal(e.to_string()))?,
+            Some(t) => encode(&t)?,
             None => TOMBSTONE.to_owned(),
         };
         ctx.kv.set(&key(&hash), &text, TTL_MS).await?;
+        ctx.memo.forget(&hash);
     }
     Ok(())
 }
@@ -59,6 +139,7 @@ pub async fn refresh_shares(ctx: &Ctx, user: &UserId, scope: HashScope<'_>) -> R
 pub async fn tombstone(ctx: &Ctx, hashes: &[TokenHash]) -> Result<(), Error> {
     for hash in hashes {
         ctx.kv.set(&key(hash), TOMBSTONE, TTL_MS).await?;
+        ctx.memo.forget(hash);
     }
     Ok(())
 }

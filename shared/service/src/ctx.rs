@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use feen_core::crypto::jwt::AccessKeys;
 use feen_core::crypto::keyring::KeyRing;
-use feen_core::ports::{Clock, Db, HttpClient, Kv, Rng, UsageSink, random};
+use feen_core::ports::{Clock, Db, Defer, HttpClient, Kv, Rng, UsageSink, random};
+
+use crate::cache::Memo;
 
 /// Configuration shared by the functions, validated by the host at start-up.
 #[derive(Debug)]
@@ -34,6 +36,10 @@ pub struct Ctx {
     pub rng: Arc<dyn Rng>,
     /// Where usage events go.
     pub usage: Arc<dyn UsageSink>,
+    /// Runs work after the response.
+    pub defer: Arc<dyn Defer>,
+    /// The in-process memo of shares in front of the shared cache.
+    pub memo: Arc<Memo>,
     /// Configuration.
     pub config: Arc<Config>,
 }

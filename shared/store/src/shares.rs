@@ -3,7 +3,7 @@
 use feen_core::crypto::keyring::SealedSecret;
 use feen_core::crypto::token::TokenHash;
 use feen_core::ids::{KeyId, ShareId, UserId};
-use feen_core::limits::Policy;
+use feen_core::limits::{Budget, Period, Policy, Used};
 use feen_core::ports::{Db, DbError, Row, Value};
 use serde::{Deserialize, Serialize};
 
@@ -32,27 +32,89 @@ pub struct Share {
     pub revoked_at: Option<i64>,
 }
 
-const COLUMNS: &str = "id, user_id, api_key_id, name, token_hint, rate_limit, daily_limit, expires_at, \
-                       allowed_models, created_at, updated_at, revoked_at";
+/// The columns that hold a share's policy, in the order of [`policy_values`] and [`policy_at`].
+const POLICY_COLUMNS: [&str; 12] = [
+    "rate_limit",
+    "daily_limit",
+    "tokens_per_minute",
+    "tokens_per_day",
+    "budget_micros",
+    "budget_period",
+    "max_uses",
+    "reserve_tokens",
+    "expires_at",
+    "allowed_models",
+    "allowed_endpoints",
+    "allowed_ips",
+];
 
-fn models_from_text(text: &str) -> Result<Vec<String>, DbError> {
-    serde_json::from_str(text)
-        .map_err(|_| DbError::Decode("allowed_models is not a JSON list".into()))
+fn columns() -> String {
+    format!(
+        "id, user_id, api_key_id, name, token_hint, {}, created_at, updated_at, revoked_at",
+        POLICY_COLUMNS.join(", ")
+    )
 }
 
-fn models_to_text(models: &[String]) -> String {
-    serde_json::to_string(models).unwrap_or_else(|_| "[]".into())
+fn list_from_text<T: serde::de::DeserializeOwned>(
+    text: &str,
+    column: &str,
+) -> Result<Vec<T>, DbError> {
+    serde_json::from_str(text).map_err(|_| DbError::Decode(format!("{column} is not a JSON list")))
 }
 
-/// The policy in the four columns from `first` on: rate_limit, daily_limit, expires_at,
-/// allowed_models (the order of [`policy_values`]).
+fn list_to_text<T: Serialize>(list: &[T]) -> String {
+    serde_json::to_string(list).unwrap_or_else(|_| "[]".into())
+}
+
+/// The policy in the columns from `first` on, in the order of [`POLICY_COLUMNS`].
 fn policy_at(row: &Row, first: usize) -> Result<Policy, DbError> {
+    let col = |i: usize| first + i;
+    let budget = match (row.opt_int(col(4))?, row.opt_text(col(5))?) {
+        (Some(micros), Some(period)) => Some(Budget {
+            usd_micros: u64::try_from(micros).unwrap_or(0),
+            period: Period::parse(&period)
+                .ok_or_else(|| DbError::Decode("unknown budget period".into()))?,
+        }),
+        _ => None,
+    };
     Ok(Policy {
-        rate_limit: count(row.opt_int(first)?),
-        daily_limit: count(row.opt_int(first + 1)?),
-        expires_at_ms: row.opt_int(first + 2)?,
-        allowed_models: models_from_text(&row.text(first + 3)?)?,
+        rate_limit: count(row.opt_int(col(0))?),
+        daily_limit: count(row.opt_int(col(1))?),
+        tokens_per_minute: count(row.opt_int(col(2))?),
+        tokens_per_day: count(row.opt_int(col(3))?),
+        budget,
+        max_uses: count(row.opt_int(col(6))?),
+        reserve_tokens: count(row.opt_int(col(7))?),
+        expires_at_ms: row.opt_int(col(8))?,
+        allowed_models: list_from_text(&row.text(col(9))?, "allowed_models")?,
+        allowed_endpoints: list_from_text(&row.text(col(10))?, "allowed_endpoints")?,
+        allowed_ips: list_from_text(&row.text(col(11))?, "allowed_ips")?,
     })
+}
+
+fn policy_values(policy: &Policy) -> [Value; 12] {
+    [
+        stored(policy.rate_limit).into(),
+        stored(policy.daily_limit).into(),
+        stored(policy.tokens_per_minute).into(),
+        stored(policy.tokens_per_day).into(),
+        stored(policy.budget.map(|b| b.usd_micros)).into(),
+        policy.budget.map(|b| b.period.as_str()).into(),
+        stored(policy.max_uses).into(),
+        stored(policy.reserve_tokens).into(),
+        policy.expires_at_ms.into(),
+        list_to_text(&policy.allowed_models).into(),
+        list_to_text(&policy.allowed_endpoints).into(),
+        list_to_text(&policy.allowed_ips).into(),
+    ]
+}
+
+/// `$first, $first+1, ...` for `n` parameters.
+fn marks(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn from_row(row: &Row) -> Result<Share, DbError> {
@@ -63,51 +125,42 @@ fn from_row(row: &Row) -> Result<Share, DbError> {
         name: row.text(3)?,
         token_hint: row.text(4)?,
         policy: policy_at(row, 5)?,
-        created_at: row.int(9)?,
-        updated_at: row.int(10)?,
-        revoked_at: row.opt_int(11)?,
+        created_at: row.int(17)?,
+        updated_at: row.int(18)?,
+        revoked_at: row.opt_int(19)?,
     })
-}
-
-fn policy_values(policy: &Policy) -> [Value; 4] {
-    [
-        stored(policy.rate_limit).into(),
-        stored(policy.daily_limit).into(),
-        policy.expires_at_ms.into(),
-        models_to_text(&policy.allowed_models).into(),
-    ]
 }
 
 /// Stores a new share.
 pub async fn insert(db: &dyn Db, share: &Share, hash: &TokenHash) -> Result<(), DbError> {
-    let [rate, daily, expires, models] = policy_values(&share.policy);
-    db.execute(
-        "INSERT INTO shares (id, user_id, api_key_id, name, token_hash, token_hint, rate_limit, daily_limit, \
-         expires_at, allowed_models, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        &[
-            share.id.as_str().into(),
-            share.user.as_str().into(),
-            share.key.as_str().into(),
-            share.name.as_str().into(),
-            hash.as_str().into(),
-            share.token_hint.as_str().into(),
-            rate,
-            daily,
-            expires,
-            models,
-            share.created_at.into(),
-            share.updated_at.into(),
-        ],
-    )
-    .await
-    .map(drop)
+    let sql = format!(
+        "INSERT INTO shares (id, user_id, api_key_id, name, token_hash, token_hint, created_at, updated_at, {}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, {})",
+        POLICY_COLUMNS.join(", "),
+        marks(9, POLICY_COLUMNS.len())
+    );
+    let mut params: Vec<Value> = vec![
+        share.id.as_str().into(),
+        share.user.as_str().into(),
+        share.key.as_str().into(),
+        share.name.as_str().into(),
+        hash.as_str().into(),
+        share.token_hint.as_str().into(),
+        share.created_at.into(),
+        share.updated_at.into(),
+    ];
+    params.extend(policy_values(&share.policy));
+    db.execute(&sql, &params).await.map(drop)
 }
 
 /// The owner's shares (revoked ones too, marked), newest first.
 pub async fn list(db: &dyn Db, user: &UserId) -> Result<Vec<Share>, DbError> {
     let rows = db
         .query(
-            &format!("SELECT {COLUMNS} FROM shares WHERE user_id = $1 ORDER BY id DESC"),
+            &format!(
+                "SELECT {} FROM shares WHERE user_id = $1 ORDER BY id DESC",
+                columns()
+            ),
             &[user.as_str().into()],
         )
         .await?;
@@ -118,7 +171,10 @@ pub async fn list(db: &dyn Db, user: &UserId) -> Result<Vec<Share>, DbError> {
 pub async fn get(db: &dyn Db, user: &UserId, id: &ShareId) -> Result<Option<Share>, DbError> {
     let rows = db
         .query(
-            &format!("SELECT {COLUMNS} FROM shares WHERE id = $1 AND user_id = $2"),
+            &format!(
+                "SELECT {} FROM shares WHERE id = $1 AND user_id = $2",
+                columns()
+            ),
             &[id.as_str().into(), user.as_str().into()],
         )
         .await?;
@@ -128,24 +184,23 @@ pub async fn get(db: &dyn Db, user: &UserId, id: &ShareId) -> Result<Option<Shar
 /// Replaces the name and limits of one of the owner's live shares. False if it is not theirs
 /// or is revoked.
 pub async fn update(db: &dyn Db, share: &Share, now: i64) -> Result<bool, DbError> {
-    let [rate, daily, expires, models] = policy_values(&share.policy);
-    let n = db
-        .execute(
-            "UPDATE shares SET name = $3, rate_limit = $4, daily_limit = $5, expires_at = $6, allowed_models = $7, \
-             updated_at = $8 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
-            &[
-                share.id.as_str().into(),
-                share.user.as_str().into(),
-                share.name.as_str().into(),
-                rate,
-                daily,
-                expires,
-                models,
-                now.into(),
-            ],
-        )
-        .await?;
-    Ok(n == 1)
+    let sets: Vec<String> = POLICY_COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{c} = ${}", i + 5))
+        .collect();
+    let sql = format!(
+        "UPDATE shares SET name = $3, updated_at = $4, {} WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+        sets.join(", ")
+    );
+    let mut params: Vec<Value> = vec![
+        share.id.as_str().into(),
+        share.user.as_str().into(),
+        share.name.as_str().into(),
+        now.into(),
+    ];
+    params.extend(policy_values(&share.policy));
+    Ok(db.execute(&sql, &params).await? == 1)
 }
 
 /// Revokes one of the owner's shares. False if it is not theirs or already revoked.
@@ -233,6 +288,9 @@ pub struct ProxyTarget {
     pub sealed_secret: String,
     /// The share's limits.
     pub policy: Policy,
+    /// What it had used when it was loaded (seeds lifetime counters).
+    #[serde(default)]
+    pub used: Used,
 }
 
 impl ProxyTarget {
@@ -244,25 +302,50 @@ impl ProxyTarget {
 
 /// The live share a token hash belongs to, with its key.
 pub async fn proxy_target(db: &dyn Db, hash: &TokenHash) -> Result<Option<ProxyTarget>, DbError> {
-    let rows = db
-        .query(
-            "SELECT s.id, s.user_id, s.api_key_id, k.provider, k.base_url, k.sealed_secret, \
-             s.rate_limit, s.daily_limit, s.expires_at, s.allowed_models \
-             FROM shares s JOIN api_keys k ON k.id = s.api_key_id \
-             WHERE s.token_hash = $1 AND s.revoked_at IS NULL",
-            &[hash.as_str().into()],
-        )
-        .await?;
+    let policy_columns: Vec<String> = POLICY_COLUMNS.iter().map(|c| format!("s.{c}")).collect();
+    let sql = format!(
+        "SELECT s.id, s.user_id, s.api_key_id, k.provider, k.base_url, k.sealed_secret, {} \
+         FROM shares s JOIN api_keys k ON k.id = s.api_key_id WHERE s.token_hash = $1 AND s.revoked_at IS NULL",
+        policy_columns.join(", ")
+    );
+    let rows = db.query(&sql, &[hash.as_str().into()]).await?;
     let Some(row) = rows.first() else {
         return Ok(None);
     };
+    let share = ShareId::from_db(row.text(0)?);
+    let policy = policy_at(row, 6)?;
+    let lifetime =
+        policy.max_uses.is_some() || policy.budget.is_some_and(|b| b.period == Period::Lifetime);
+    let used = if lifetime {
+        used(db, &share).await?
+    } else {
+        Used::default()
+    };
     Ok(Some(ProxyTarget {
-        share: ShareId::from_db(row.text(0)?),
+        share,
         user: UserId::from_db(row.text(1)?),
         key: KeyId::from_db(row.text(2)?),
         provider: row.text(3)?,
         base_url: row.opt_text(4)?,
         sealed_secret: row.text(5)?,
-        policy: policy_at(row, 6)?,
+        policy,
+        used,
     }))
+}
+
+/// What a share has used over its life, from its recorded usage events.
+pub async fn used(db: &dyn Db, share: &ShareId) -> Result<Used, DbError> {
+    let rows = db
+        .query(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) FROM usage_events WHERE share_id = $1",
+            &[share.as_str().into()],
+        )
+        .await?;
+    let Some(row) = rows.first() else {
+        return Ok(Used::default());
+    };
+    Ok(Used {
+        uses: count(row.opt_int(0)?).unwrap_or(0),
+        spent: count(row.opt_int(1)?).unwrap_or(0),
+    })
 }

@@ -4,6 +4,9 @@ use feen_core::ids::{ShareId, UserId};
 use feen_core::ports::{Db, DbError};
 use feen_core::usage::UsageEvent;
 
+/// Columns per event row.
+const COLUMNS: usize = 15;
+
 /// Writes events; an event whose request id is already stored is skipped, so a batch may be
 /// written twice. Returns how many rows were new.
 pub async fn insert_batch(db: &dyn Db, events: &[UsageEvent]) -> Result<u64, DbError> {
@@ -11,15 +14,15 @@ pub async fn insert_batch(db: &dyn Db, events: &[UsageEvent]) -> Result<u64, DbE
     for chunk in events.chunks(50) {
         let mut sql = String::from(
             "INSERT INTO usage_events (request_id, share_id, api_key_id, user_id, provider, model, endpoint, status, \
-             streamed, input_tokens, output_tokens, started_at, duration_ms, outcome) VALUES ",
+             streamed, input_tokens, output_tokens, started_at, duration_ms, outcome, cost_micros) VALUES ",
         );
-        let mut params = Vec::with_capacity(chunk.len() * 14);
+        let mut params = Vec::with_capacity(chunk.len() * COLUMNS);
         for (i, e) in chunk.iter().enumerate() {
             if i > 0 {
                 sql.push_str(", ");
             }
-            let base = i * 14;
-            let marks: Vec<String> = (1..=14).map(|n| format!("${}", base + n)).collect();
+            let base = i * COLUMNS;
+            let marks: Vec<String> = (1..=COLUMNS).map(|n| format!("${}", base + n)).collect();
             sql.push('(');
             sql.push_str(&marks.join(", "));
             sql.push(')');
@@ -39,6 +42,7 @@ pub async fn insert_batch(db: &dyn Db, events: &[UsageEvent]) -> Result<u64, DbE
                 e.started_at_ms.into(),
                 sat(e.duration_ms).into(),
                 e.outcome.as_str().into(),
+                e.cost_micros.map(sat).into(),
             ]);
         }
         sql.push_str(" ON CONFLICT (request_id) DO NOTHING");
@@ -56,6 +60,8 @@ pub struct Totals {
     pub input_tokens: u64,
     /// Output tokens.
     pub output_tokens: u64,
+    /// Micro-USD (requests with unknown prices count as 0).
+    pub cost_micros: u64,
 }
 
 /// The totals of one of the owner's shares since `since_ms`.
@@ -67,7 +73,8 @@ pub async fn share_totals(
 ) -> Result<Totals, DbError> {
     let rows = db
         .query(
-            "SELECT COUNT(*), CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT) \
+            "SELECT COUNT(*), CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) \
              FROM usage_events WHERE share_id = $1 AND user_id = $2 AND started_at >= $3",
             &[share.as_str().into(), user.as_str().into(), since_ms.into()],
         )
@@ -80,6 +87,7 @@ pub async fn share_totals(
         requests: n(0)?,
         input_tokens: n(1)?,
         output_tokens: n(2)?,
+        cost_micros: n(3)?,
     })
 }
 
@@ -95,7 +103,7 @@ pub async fn recent(
     let rows = db
         .query(
             "SELECT request_id, share_id, api_key_id, user_id, provider, model, endpoint, status, streamed, \
-             input_tokens, output_tokens, started_at, duration_ms, outcome FROM usage_events \
+             input_tokens, output_tokens, started_at, duration_ms, outcome, cost_micros FROM usage_events \
              WHERE share_id = $1 AND user_id = $2 ORDER BY started_at DESC, request_id DESC LIMIT $3",
             &[share.as_str().into(), user.as_str().into(), limit.into()],
         )
@@ -118,6 +126,7 @@ pub async fn recent(
             duration_ms: unsigned(row.int(12)?),
             outcome: Outcome::parse(&row.text(13)?)
                 .ok_or_else(|| DbError::Decode("unknown usage outcome".into()))?,
+            cost_micros: row.opt_int(14)?.map(unsigned),
         })
     })
 }
