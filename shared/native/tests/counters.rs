@@ -206,7 +206,9 @@ async fn a_guard_must_hold_for_anything_to_move(kv: Arc<dyn Kv>) {
         .await
         .expect("tombstone");
     assert_eq!(
-        kv.admit(Some(good), &[c.clone()]).await.expect("admit"),
+        kv.admit(Some(good), std::slice::from_ref(&c))
+            .await
+            .expect("admit"),
         Admission::Stale
     );
     assert_eq!(
