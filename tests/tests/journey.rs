@@ -14,6 +14,9 @@ use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 const SECRET: &str = "sk-mock-journey-0123456789abcdef";
+/// What the mock's usage costs on gpt-4o-mini ($0.15/M in, $0.60/M out): 11 × 0.15 + 7 × 0.6 =
+/// 5.85 micro-USD, rounded up.
+const GPT_4O_MINI_COST: u64 = 6;
 
 /// A Feen to test: the one at `FEEN_E2E_BASE_URL`, or a fresh local one.
 async fn target(backend: Backend) -> (Api, Option<Feen>) {
@@ -91,7 +94,7 @@ async fn journey(api: Api) {
     let usage = api.wait_for_usage(&user, &share, 2).await;
     assert_eq!(
         usage.body["totals"],
-        json!({"requests": 2, "inputTokens": 2 * mock::OPENAI_INPUT_TOKENS, "outputTokens": 2 * mock::OPENAI_OUTPUT_TOKENS})
+        json!({"requests": 2, "inputTokens": 2 * mock::OPENAI_INPUT_TOKENS, "outputTokens": 2 * mock::OPENAI_OUTPUT_TOKENS, "costMicros": 2 * GPT_4O_MINI_COST})
     );
     let events = usage.body["events"].as_array().cloned().unwrap_or_default();
     assert_eq!(
@@ -435,4 +438,48 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_stream_cut_by_the_client_records_the_tokens_seen() {
+    let (api, _feen) = target(Backend::Embedded).await;
+    let mock = MockProvider::start(SECRET).await;
+    let user = api.signup("cut").await;
+    let key = api
+        .add_key(&user, "anthropic", SECRET, &mock.base_url())
+        .await;
+    let (share, token) = api.mint(&user, &key, json!({})).await;
+    let body = json!({"model": "claude-3-5-haiku", "max_tokens": 64, "stream": true, "messages": [{"role": "user", "content": "Hi"}]});
+    let resp = feen_e2e::http_client()
+        .post(format!("{}/api/proxy/v1/messages", api.base))
+        .header("x-api-key", &token)
+        .header("x-mock-chunk-delay-ms", "300")
+        .json(&body)
+        .send()
+        .await
+        .expect("send");
+    let mut stream = resp.bytes_stream();
+    let first = stream.next().await.expect("a first chunk").expect("chunk");
+    assert!(String::from_utf8_lossy(&first).contains("message_start"));
+    drop(stream); // the client goes away mid-stream
+    let usage = api.wait_for_usage(&user, &share, 1).await;
+    let event = &usage.body["events"][0];
+    assert_eq!(event["outcome"], "client_disconnected", "{}", usage.text);
+    assert_eq!(
+        event["inputTokens"],
+        json!(mock::ANTHROPIC_INPUT_TOKENS),
+        "the input count from message_start"
+    );
+    assert!(
+        event["outputTokens"].as_u64().is_some_and(|n| n >= 1),
+        "{event}"
+    );
+    // Exactly one event, however the stream ended.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        api.get(&format!("/api/shared/{share}/usage"), &user.token)
+            .await
+            .body["totals"]["requests"],
+        1
+    );
 }

@@ -294,3 +294,163 @@ async fn feen_migrate_prepares_an_empty_database() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("DATABASE_URL must start with"));
 }
+
+/// Fires 64 concurrent requests spread over two processes and counts the admitted ones.
+async fn admitted_across(apis: &[Api; 2], token: &str) -> (usize, Vec<String>) {
+    let calls: Vec<_> = (0..64)
+        .map(|i| {
+            let api = apis[i % 2].clone();
+            let token = token.to_owned();
+            tokio::spawn(async move { api.chat(&token, chat()).await })
+        })
+        .collect();
+    let (mut admitted, mut codes) = (0, Vec::new());
+    for call in calls {
+        let reply = call.await.expect("task");
+        if reply.status == StatusCode::OK {
+            admitted += 1;
+        } else {
+            codes.push(reply.code().to_owned());
+        }
+    }
+    (admitted, codes)
+}
+
+#[tokio::test]
+async fn daily_total_and_budget_limits_hold_exactly_across_processes() {
+    let options = Options {
+        backend: Backend::fresh_shared().await,
+        secrets: Some(Secrets::fresh()),
+        ..Options::default()
+    };
+    let (a, b) = (
+        Feen::start_with(options.clone()).await,
+        Feen::start_with(options).await,
+    );
+    let apis = [Api::new(&a.base), Api::new(&b.base)];
+    let mock = MockProvider::start(SECRET).await;
+    let user = apis[0].signup("exact").await;
+    let key = apis[0]
+        .add_key(&user, "openai", SECRET, &mock.base_url())
+        .await;
+
+    let (_, daily) = apis[0].mint(&user, &key, json!({"dailyLimit": 7})).await;
+    let (admitted, codes) = admitted_across(&apis, &daily).await;
+    assert_eq!(admitted, 7);
+    assert!(
+        codes.iter().all(|c| c == "daily_limit_exceeded"),
+        "{codes:?}"
+    );
+
+    let (_, uses) = apis[0].mint(&user, &key, json!({"maxUses": 9})).await;
+    let (admitted, codes) = admitted_across(&apis, &uses).await;
+    assert_eq!(admitted, 9);
+    assert!(codes.iter().all(|c| c == "uses_exhausted"), "{codes:?}");
+
+    let (budget_share, budget) = apis[0]
+        .mint(
+            &user,
+            &key,
+            json!({"budgetUsd": 0.0002, "budgetPeriod": "lifetime", "reserveTokens": 10}),
+        )
+        .await;
+    let (admitted, codes) = admitted_across(&apis, &budget).await;
+    assert!(
+        admitted >= 1 && codes.iter().all(|c| c == "budget_exhausted"),
+        "{admitted} {codes:?}"
+    );
+    let usage = apis[1]
+        .wait_for_usage(&user, &budget_share, admitted as u64)
+        .await;
+    let spent = usage.body["totals"]["costMicros"]
+        .as_u64()
+        .unwrap_or(u64::MAX);
+    assert!(spent <= 200, "spent {spent} of a 200 micro-dollar budget");
+}
+
+#[tokio::test]
+async fn the_proxy_fails_closed_while_redis_is_down_and_recovers() {
+    // A Redis of this test's own, so stopping it disturbs no other test.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        l.local_addr().expect("addr").port()
+    };
+    let start_redis = || {
+        std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (run scripts/services.sh)")
+    };
+    let mut redis = start_redis();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let backend = match Backend::fresh_shared().await {
+        Backend::Shared {
+            database_url,
+            redis_prefix,
+        } => Backend::Shared {
+            database_url,
+            redis_prefix,
+        },
+        other => other,
+    };
+    let feen = Feen::start_with(Options {
+        backend,
+        env: vec![("REDIS_URL".into(), format!("redis://127.0.0.1:{port}"))],
+        ..Options::default()
+    })
+    .await;
+    let api = Api::new(&feen.base);
+    let mock = MockProvider::start(SECRET).await;
+    let user = api.signup("redis-down").await;
+    let key = api.add_key(&user, "openai", SECRET, &mock.base_url()).await;
+    let (_, token) = api.mint(&user, &key, json!({"rateLimit": 1000})).await;
+    assert_eq!(api.chat(&token, chat()).await.status, StatusCode::OK);
+
+    let _ = redis.kill();
+    let _ = redis.wait();
+    let down = api.chat(&token, chat()).await;
+    assert_eq!(
+        (down.status, down.code()),
+        (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable"),
+        "{}",
+        down.text
+    );
+    assert!(
+        !down.text.contains(&port.to_string()),
+        "internal detail leaked: {}",
+        down.text
+    );
+    assert_eq!(
+        mock.requests().len(),
+        1,
+        "nothing is forwarded without its limits"
+    );
+
+    let mut redis = start_redis();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut status = StatusCode::SERVICE_UNAVAILABLE;
+    while std::time::Instant::now() < deadline {
+        status = api.chat(&token, chat()).await.status;
+        if status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let _ = redis.kill();
+    let _ = redis.wait();
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "service did not resume after Redis came back"
+    );
+}

@@ -425,6 +425,7 @@ async fn usage_of(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
                 "streamed": e.streamed,
                 "inputTokens": e.input_tokens,
                 "outputTokens": e.output_tokens,
+                "costMicros": e.cost_micros,
                 "startedAt": to_rfc3339(e.started_at_ms),
                 "durationMs": e.duration_ms,
                 "outcome": e.outcome,
@@ -434,7 +435,7 @@ async fn usage_of(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
     Ok(json(
         StatusCode::OK,
         &json!({
-            "totals": { "requests": totals.requests, "inputTokens": totals.input_tokens, "outputTokens": totals.output_tokens },
+            "totals": { "requests": totals.requests, "inputTokens": totals.input_tokens, "outputTokens": totals.output_tokens, "costMicros": totals.cost_micros },
             "events": events,
         }),
     ))
