@@ -483,3 +483,38 @@ async fn a_stream_cut_by_the_client_records_the_tokens_seen() {
         1
     );
 }
+
+#[tokio::test]
+async fn streams_that_did_not_ask_for_usage_are_still_counted_and_look_unchanged() {
+    let (api, _feen) = target(Backend::Embedded).await;
+    let (user, mock, _key, share, token) = setup(&api, json!({})).await;
+    let body = json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "Hi"}]});
+    let reply = api.chat(&token, body).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    // The client sees the stream it asked for: no usage chunk, no `usage` fields.
+    assert!(!reply.text.contains("usage"), "{}", reply.text);
+    assert!(
+        reply.text.contains("\" mock\"") && reply.text.ends_with("data: [DONE]\n\n"),
+        "{}",
+        reply.text
+    );
+    assert_eq!(
+        reply.text.matches("data: ").count(),
+        7,
+        "role, four words, finish, [DONE]: {}",
+        reply.text
+    );
+    // Feen asked the provider for usage, and recorded it exactly.
+    let sent: Value = serde_json::from_slice(&mock.requests()[0].body).expect("json");
+    assert_eq!(sent["stream_options"]["include_usage"], true);
+    let usage = api.wait_for_usage(&user, &share, 1).await;
+    assert_eq!(
+        usage.body["totals"]["inputTokens"],
+        json!(mock::OPENAI_INPUT_TOKENS)
+    );
+    assert_eq!(
+        usage.body["totals"]["outputTokens"],
+        json!(mock::OPENAI_OUTPUT_TOKENS)
+    );
+    assert_eq!(usage.body["totals"]["costMicros"], json!(GPT_4O_MINI_COST));
+}

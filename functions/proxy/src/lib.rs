@@ -14,6 +14,7 @@
 //!    and when the body ends, fails, or the client goes away, records the usage event and
 //!    settles the reservation (after the response, off the client's path).
 
+pub mod filter;
 pub mod meter;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use feen_core::crypto::token::{self, TokenHash, TokenKind};
 use feen_core::ids::RequestId;
+use feen_core::inject;
 use feen_core::limits::{self, Reservation, Window};
 use feen_core::ports::{Admission, Guard};
 use feen_core::providers;
@@ -124,7 +126,16 @@ async fn proxy(
     };
     let admitted = admit(ctx, &hash, cached, &facts, started_ms).await?;
     let target = &admitted.cached.target;
-    let upstream = upstream_request(ctx, target, &parts, &endpoint, body.clone())?;
+    let provider = providers::find(&target.provider)
+        .ok_or_else(|| Error::internal(format!("share {} names unknown provider", target.share)))?;
+    // Streams that would report no usage are asked to, and the extra is filtered out below.
+    let injected = provider
+        .stream_usage
+        .then(|| inject::request_usage(&endpoint, json.as_ref()))
+        .flatten();
+    let filter_usage = injected.is_some();
+    let upstream_body = injected.map_or_else(|| body.clone(), Bytes::from);
+    let upstream = upstream_request(ctx, target, provider, &parts, &endpoint, upstream_body)?;
 
     let overhead_us = ctx.clock.monotonic_us().saturating_sub(started_us);
     let mut event = UsageEvent {
@@ -199,7 +210,13 @@ async fn proxy(
         started_us,
         settle,
     );
-    let body = Body::from_stream(Metered::new(body, meter, expected_len));
+    let metered = Metered::new(body, meter, expected_len);
+    let body = if filter_usage && format == Format::Sse {
+        head.headers.remove(http::header::CONTENT_LENGTH);
+        Body::from_stream(filter::Filtered::new(metered))
+    } else {
+        Body::from_stream(metered)
+    };
     Ok(Response::from_parts(head, body))
 }
 
@@ -325,12 +342,11 @@ fn rate_limit_headers(headers: &mut http::HeaderMap, windows: &[Window], values:
 fn upstream_request(
     ctx: &Ctx,
     target: &ProxyTarget,
+    provider: &providers::Provider,
     parts: &http::request::Parts,
     path: &str,
     body: Bytes,
 ) -> Result<Request<Body>, Error> {
-    let provider = providers::find(&target.provider)
-        .ok_or_else(|| Error::internal(format!("share {} names unknown provider", target.share)))?;
     let base = target.base_url.as_deref().unwrap_or(provider.base_url);
     if base.is_empty() {
         return Err(Error::internal(format!(

@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod encoding;
 pub mod error;
 pub mod ids;
+pub mod inject;
 pub mod limits;
 pub mod netguard;
 pub mod ports;

@@ -31,6 +31,9 @@ pub struct Provider {
     pub base_url: &'static str,
     /// How the key is sent.
     pub auth: AuthStyle,
+    /// Whether its chat completion streams report usage when asked with
+    /// `stream_options.include_usage` (so the proxy asks; see [`crate::inject`]).
+    pub stream_usage: bool,
 }
 
 /// Every provider Feen knows. Azure has no default base URL: each resource has its own, so an
@@ -40,76 +43,91 @@ pub const CATALOGUE: &[Provider] = &[
         name: "openai",
         base_url: "https://api.openai.com",
         auth: AuthStyle::Bearer,
+        stream_usage: true,
     },
     Provider {
         name: "anthropic",
         base_url: "https://api.anthropic.com",
         auth: AuthStyle::Anthropic,
+        stream_usage: false,
     },
     Provider {
         name: "gemini",
         base_url: "https://generativelanguage.googleapis.com",
         auth: AuthStyle::GoogApiKey,
+        stream_usage: false,
     },
     Provider {
         name: "azure",
         base_url: "",
         auth: AuthStyle::AzureApiKey,
+        stream_usage: true,
     },
     Provider {
         name: "mistral",
         base_url: "https://api.mistral.ai",
         auth: AuthStyle::Bearer,
+        stream_usage: false,
     },
     Provider {
         name: "groq",
         base_url: "https://api.groq.com/openai",
         auth: AuthStyle::Bearer,
+        stream_usage: false,
     },
     Provider {
         name: "together",
         base_url: "https://api.together.xyz",
         auth: AuthStyle::Bearer,
+        stream_usage: true,
     },
     Provider {
         name: "cohere",
         base_url: "https://api.cohere.com",
         auth: AuthStyle::Bearer,
+        stream_usage: false,
     },
     Provider {
         name: "deepseek",
         base_url: "https://api.deepseek.com",
         auth: AuthStyle::Bearer,
+        stream_usage: true,
     },
     Provider {
         name: "xai",
         base_url: "https://api.x.ai",
         auth: AuthStyle::Bearer,
+        stream_usage: true,
     },
     Provider {
         name: "openrouter",
         base_url: "https://openrouter.ai/api",
         auth: AuthStyle::Bearer,
+        stream_usage: true,
     },
     Provider {
         name: "fireworks",
         base_url: "https://api.fireworks.ai/inference",
         auth: AuthStyle::Bearer,
+        stream_usage: true,
     },
     Provider {
         name: "perplexity",
         base_url: "https://api.perplexity.ai",
         auth: AuthStyle::Bearer,
+        stream_usage: false,
     },
     Provider {
         name: "huggingface",
         base_url: "https://router.huggingface.co",
         auth: AuthStyle::Bearer,
+        stream_usage: false,
     },
     Provider {
         name: "replicate",
         base_url: "https://api.replicate.com",
         auth: AuthStyle::Bearer,
+        stream_usage: false,
     },
 ];
 
