@@ -4,7 +4,8 @@
 #
 # Provisions what is missing: PostgreSQL and Redis (scripts/services.sh, needs root on Debian;
 # skipped when FEEN_TEST_DATABASE_URL and FEEN_TEST_REDIS_URL point elsewhere), and a Python
-# virtual environment with the official `openai` package (skipped when FEEN_PYTHON is set).
+# virtual environment with the official OpenAI, Anthropic and Google GenAI SDKs (skipped when
+# FEEN_PYTHON is set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,11 +19,11 @@ export FEEN_TEST_DATABASE_URL="${FEEN_TEST_DATABASE_URL:-postgres://feen:feen@12
 export FEEN_TEST_REDIS_URL="${FEEN_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 
 if [ -z "${FEEN_PYTHON:-}" ]; then
-    step "python with the official OpenAI SDK"
+    step "python with the official provider SDKs"
     venv="$HOME/.cache/feen-ci/venv"
     [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-    "$venv/bin/python" -c 'import openai' 2>/dev/null ||
-        "$venv/bin/pip" install --quiet --disable-pip-version-check openai
+    "$venv/bin/python" -c 'import openai, anthropic, google.genai' 2>/dev/null ||
+        "$venv/bin/pip" install --quiet --disable-pip-version-check openai anthropic google-genai
     export FEEN_PYTHON="$venv/bin/python"
 fi
 

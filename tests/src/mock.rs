@@ -23,6 +23,10 @@ pub const OPENAI_OUTPUT_TOKENS: u64 = 7;
 pub const ANTHROPIC_INPUT_TOKENS: u64 = 13;
 /// Output tokens the mock reports for Anthropic-style calls.
 pub const ANTHROPIC_OUTPUT_TOKENS: u64 = 5;
+/// Prompt tokens the mock reports for Gemini calls.
+pub const GEMINI_INPUT_TOKENS: u64 = 9;
+/// Output tokens the mock reports for Gemini calls.
+pub const GEMINI_OUTPUT_TOKENS: u64 = 4;
 /// The text every mock completion says.
 pub const REPLY: &str = "Hello from the mock";
 
@@ -157,8 +161,14 @@ impl MockProvider {
         };
         let path = parts.uri.path();
         let anthropic = path.ends_with("/messages");
+        let gemini = path.contains("/models/")
+            && (path.ends_with(":generateContent") || path.ends_with(":streamGenerateContent"));
         let presented = if anthropic {
             recorded.header("x-api-key").map(str::to_owned)
+        } else if gemini {
+            recorded.header("x-goog-api-key").map(str::to_owned)
+        } else if let Some(custom) = recorded.header("x-custom-auth") {
+            custom.strip_prefix("Token ").map(str::to_owned)
         } else {
             recorded
                 .header("authorization")
@@ -185,6 +195,19 @@ impl MockProvider {
             .header("x-mock-chunk-delay-ms")
             .and_then(|v| v.parse().ok())
             .unwrap_or(0u64);
+        if gemini {
+            let model = path
+                .split("/models/")
+                .nth(1)
+                .and_then(|m| m.split(':').next())
+                .unwrap_or("gemini")
+                .to_owned();
+            return if path.ends_with(":streamGenerateContent") {
+                sse_response(gemini_stream(&model), delay)
+            } else {
+                json_response(200, &gemini_response(&model, REPLY, GEMINI_OUTPUT_TOKENS))
+            };
+        }
         match (path.ends_with("/chat/completions"), anthropic, stream) {
             (true, _, false) => json_response(200, &openai_completion(&model)),
             (true, _, true) => {
@@ -314,4 +337,27 @@ fn anthropic_stream(model: &str) -> Vec<String> {
     events.push(event("message_delta", json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": ANTHROPIC_OUTPUT_TOKENS}})));
     events.push(event("message_stop", json!({"type": "message_stop"})));
     events
+}
+
+fn gemini_response(model: &str, text: &str, output: u64) -> Value {
+    json!({
+        "candidates": [{"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": "STOP", "index": 0}],
+        "usageMetadata": {"promptTokenCount": GEMINI_INPUT_TOKENS, "candidatesTokenCount": output,
+                          "totalTokenCount": GEMINI_INPUT_TOKENS + output},
+        "modelVersion": model,
+    })
+}
+
+fn gemini_stream(model: &str) -> Vec<String> {
+    // Gemini repeats cumulative usage on every chunk and ends events with CRLF pairs.
+    ["Hello", " from", " the", " mock"]
+        .iter()
+        .enumerate()
+        .map(|(i, word)| {
+            format!(
+                "data: {}\r\n\r\n",
+                gemini_response(model, word, i as u64 + 1)
+            )
+        })
+        .collect()
 }

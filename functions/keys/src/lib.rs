@@ -7,7 +7,7 @@
 use feen_core::crypto::keyring::NONCE_LEN;
 use feen_core::ids::KeyId;
 use feen_core::netguard::check_base_url;
-use feen_core::providers;
+use feen_core::providers::{self, AuthStyle, CustomAuth};
 use feen_core::secret::{SecretString, key_hint};
 use feen_core::timefmt::to_rfc3339;
 use feen_core::{Error, validate};
@@ -52,6 +52,8 @@ pub fn key_json(key: &ApiKey) -> serde_json::Value {
         "name": key.name,
         "provider": key.provider,
         "baseUrl": key.base_url,
+        "authHeader": key.custom_auth.as_ref().map(|c| c.header.as_str()),
+        "authTemplate": key.custom_auth.as_ref().map(|c| c.template.as_str()),
         "hint": key.hint,
         "createdAt": to_rfc3339(key.created_at),
         "updatedAt": to_rfc3339(key.updated_at),
@@ -69,6 +71,8 @@ struct CreateBody {
     provider: String,
     api_key: SecretString,
     base_url: Option<String>,
+    auth_header: Option<String>,
+    auth_template: Option<String>,
 }
 
 async fn create(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
@@ -91,6 +95,19 @@ async fn create(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
             format!("is required for {}", provider.name),
         ));
     }
+    let custom_auth = match provider.auth {
+        AuthStyle::Custom => Some(CustomAuth::new(
+            body.auth_header.as_deref(),
+            body.auth_template.as_deref(),
+        )?),
+        _ if body.auth_header.is_some() || body.auth_template.is_some() => {
+            return Err(Error::invalid(
+                "authHeader",
+                "applies to the custom provider only",
+            ));
+        }
+        _ => None,
+    };
     let now = ctx.now_ms();
     let key = ApiKey {
         id: KeyId::new(now, ctx.random()),
@@ -98,6 +115,7 @@ async fn create(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
         name,
         provider: provider.name.to_owned(),
         base_url,
+        custom_auth,
         hint: key_hint(&body.api_key),
         created_at: now,
         updated_at: now,

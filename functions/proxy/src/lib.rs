@@ -257,7 +257,11 @@ fn request_model(path: &str, json: Option<&Json>) -> Option<String> {
     if let Some(model) = json.and_then(|j| j.get("model")).and_then(Json::as_str) {
         return Some(model.to_owned());
     }
-    let after = path.split_once("/models/")?.1;
+    // Gemini names the model in the path, Azure the deployment.
+    let after = path
+        .split_once("/models/")
+        .or_else(|| path.split_once("/deployments/"))?
+        .1;
     let model = after.split([':', '/', '?']).next()?;
     (!model.is_empty()).then(|| model.to_owned())
 }
@@ -371,7 +375,12 @@ fn upstream_request(
             url.push_str(&kept.join("&"));
         }
     }
-    let mut headers = providers::upstream_headers(&parts.headers, provider.auth, &key);
+    let mut headers = providers::upstream_headers(
+        &parts.headers,
+        provider.auth,
+        target.custom_auth.as_ref(),
+        &key,
+    );
     headers.insert(
         http::header::ACCEPT_ENCODING,
         HeaderValue::from_static("identity"),
@@ -427,6 +436,11 @@ mod tests {
                 Some("gemini-2.0-flash"),
             ),
             ("/v1/messages", r#"{"model":7}"#, None),
+            (
+                "/openai/deployments/my-gpt/chat/completions",
+                r#"{"messages":[]}"#,
+                Some("my-gpt"),
+            ),
         ];
         for (path, body, expected) in cases {
             let json: Option<Json> = serde_json::from_str(body).ok();

@@ -16,6 +16,48 @@ pub enum AuthStyle {
     GoogApiKey,
     /// `api-key: KEY` (Azure OpenAI).
     AzureApiKey,
+    /// A header and value template of the key owner's choosing ([`CustomAuth`]).
+    Custom,
+}
+
+/// How a `custom` provider wants its key: a header, and a template in which `{key}` stands for
+/// the key (`Authorization` / `Bearer {key}`, `X-Api-Token` / `{key}`, ...).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CustomAuth {
+    /// The header's name.
+    pub header: String,
+    /// The header's value, with `{key}` where the key goes.
+    pub template: String,
+}
+
+impl CustomAuth {
+    /// Validates a header name and template (defaults: `Authorization`, `Bearer {key}`).
+    pub fn new(header: Option<&str>, template: Option<&str>) -> Result<Self, crate::Error> {
+        let header = header.unwrap_or("Authorization").trim().to_owned();
+        let template = template.unwrap_or("Bearer {key}").to_owned();
+        let parsed = HeaderName::from_bytes(header.as_bytes())
+            .map_err(|_| crate::Error::invalid("authHeader", "must be a valid HTTP header name"))?;
+        let lower = parsed.as_str();
+        if STRIPPED_REQUEST_HEADERS.contains(&lower) || lower == "content-type" {
+            return Err(crate::Error::invalid(
+                "authHeader",
+                "cannot be a connection or content header",
+            ));
+        }
+        if template.matches("{key}").count() != 1 || template.len() > 200 {
+            return Err(crate::Error::invalid(
+                "authTemplate",
+                "must contain {key} exactly once, in at most 200 characters",
+            ));
+        }
+        if HeaderValue::from_str(&template.replace("{key}", "k")).is_err() {
+            return Err(crate::Error::invalid(
+                "authTemplate",
+                "must be a valid header value",
+            ));
+        }
+        Ok(Self { header, template })
+    }
 }
 
 /// The `anthropic-version` sent when the client did not send one.
@@ -55,6 +97,12 @@ pub const CATALOGUE: &[Provider] = &[
         name: "gemini",
         base_url: "https://generativelanguage.googleapis.com",
         auth: AuthStyle::GoogApiKey,
+        stream_usage: false,
+    },
+    Provider {
+        name: "custom",
+        base_url: "",
+        auth: AuthStyle::Custom,
         stream_usage: false,
     },
     Provider {
@@ -178,7 +226,12 @@ pub fn presented_token(headers: &HeaderMap) -> Option<&str> {
 
 /// Turns the client's headers into the upstream's: drops credentials and hop-by-hop headers,
 /// then adds the real key in the provider's style.
-pub fn upstream_headers(client: &HeaderMap, auth: AuthStyle, key: &SecretString) -> HeaderMap {
+pub fn upstream_headers(
+    client: &HeaderMap,
+    auth: AuthStyle,
+    custom: Option<&CustomAuth>,
+    key: &SecretString,
+) -> HeaderMap {
     let mut headers = HeaderMap::with_capacity(client.len() + 2);
     for (name, value) in client {
         let lower = name.as_str();
@@ -209,6 +262,15 @@ pub fn upstream_headers(client: &HeaderMap, auth: AuthStyle, key: &SecretString)
         }
         AuthStyle::AzureApiKey => {
             headers.insert(HeaderName::from_static("api-key"), secret);
+        }
+        AuthStyle::Custom => {
+            let Some(custom) = custom else { return headers };
+            let name = HeaderName::from_bytes(custom.header.as_bytes());
+            let value = HeaderValue::from_str(&custom.template.replace("{key}", key.expose()));
+            if let (Ok(name), Ok(mut value)) = (name, value) {
+                value.set_sensitive(true);
+                headers.insert(name, value);
+            }
         }
     }
     headers
@@ -261,7 +323,7 @@ mod tests {
             (AuthStyle::AzureApiKey, "api-key", "sk-real"),
         ];
         for (style, header, value) in cases {
-            let out = upstream_headers(&client, style, &key);
+            let out = upstream_headers(&client, style, None, &key);
             assert_eq!(
                 out.get(header).and_then(|v| v.to_str().ok()),
                 Some(value),
@@ -285,7 +347,7 @@ mod tests {
     #[test]
     fn anthropic_version_is_defaulted_but_a_clients_choice_is_kept() {
         let key = SecretString::new("k".into());
-        let out = upstream_headers(&HeaderMap::new(), AuthStyle::Anthropic, &key);
+        let out = upstream_headers(&HeaderMap::new(), AuthStyle::Anthropic, None, &key);
         assert_eq!(
             out.get("anthropic-version").and_then(|v| v.to_str().ok()),
             Some(DEFAULT_ANTHROPIC_VERSION)
@@ -293,12 +355,49 @@ mod tests {
         let out = upstream_headers(
             &headers(&[("anthropic-version", "2024-01-01")]),
             AuthStyle::Anthropic,
+            None,
             &key,
         );
         assert_eq!(
             out.get("anthropic-version").and_then(|v| v.to_str().ok()),
             Some("2024-01-01")
         );
+    }
+
+    #[test]
+    fn custom_providers_get_their_own_header() {
+        let custom = CustomAuth::new(Some("X-Custom-Auth"), Some("Token {key}")).expect("valid");
+        let client = headers(&[("authorization", "Bearer feen_abc")]);
+        let out = upstream_headers(
+            &client,
+            AuthStyle::Custom,
+            Some(&custom),
+            &SecretString::new("s3cret".into()),
+        );
+        assert_eq!(
+            out.get("x-custom-auth").and_then(|v| v.to_str().ok()),
+            Some("Token s3cret")
+        );
+        assert!(out.get("authorization").is_none());
+        assert_eq!(
+            CustomAuth::new(None, None)
+                .map(|c| c.template)
+                .ok()
+                .as_deref(),
+            Some("Bearer {key}")
+        );
+        for (header, template) in [
+            ("bad header", "{key}"),
+            ("host", "{key}"),
+            ("x-k", "no placeholder"),
+            ("x-k", "{key}{key}"),
+            ("x-k", "line\n{key}"),
+        ] {
+            assert!(
+                CustomAuth::new(Some(header), Some(template)).is_err(),
+                "{header} {template}"
+            );
+        }
     }
 
     #[test]

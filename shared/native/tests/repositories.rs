@@ -10,6 +10,7 @@ use feen_core::crypto::token::{self, TokenKind};
 use feen_core::ids::{KeyId, PatId, RequestId, SessionId, ShareId, UserId};
 use feen_core::limits::{Budget, Period, Policy, Used};
 use feen_core::ports::{Db, DbError};
+use feen_core::providers::CustomAuth;
 use feen_core::secret::SecretString;
 use feen_core::usage::{Outcome, UsageEvent};
 use feen_store::keys::ApiKey;
@@ -47,6 +48,10 @@ async fn key(db: &dyn Db, owner: &UserId, n: u8) -> (KeyId, SealedSecret) {
         name: format!("key {n}"),
         provider: "openai".into(),
         base_url: None,
+        custom_auth: Some(CustomAuth {
+            header: "X-Token".into(),
+            template: "Token {key}".into(),
+        }),
         hint: "sk-...abcd".into(),
         created_at: NOW,
         updated_at: NOW,
@@ -133,6 +138,10 @@ async fn keys_belong_to_their_owner(db: Arc<dyn Db>) {
     assert_eq!(
         (got.name.as_str(), got.updated_at, got.base_url),
         ("renamed", NOW + 1, None)
+    );
+    assert_eq!(
+        got.custom_auth.map(|c| c.template),
+        Some("Token {key}".into())
     );
     let sealed = ring().seal(&SecretString::new("sk-new".into()), k.as_str(), [9; 12]);
     assert!(

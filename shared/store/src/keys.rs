@@ -3,6 +3,7 @@
 use feen_core::crypto::keyring::SealedSecret;
 use feen_core::ids::{KeyId, UserId};
 use feen_core::ports::{Db, DbError, Row};
+use feen_core::providers::CustomAuth;
 
 use crate::decode;
 
@@ -19,6 +20,8 @@ pub struct ApiKey {
     pub provider: String,
     /// A base URL overriding the provider's default.
     pub base_url: Option<String>,
+    /// How a `custom` provider's key is sent.
+    pub custom_auth: Option<CustomAuth>,
     /// A hint such as `sk-...wxyz`.
     pub hint: String,
     /// When it was added (ms).
@@ -27,7 +30,7 @@ pub struct ApiKey {
     pub updated_at: i64,
 }
 
-const COLUMNS: &str = "id, user_id, name, provider, base_url, hint, created_at, updated_at";
+const COLUMNS: &str = "id, user_id, name, provider, base_url, hint, created_at, updated_at, auth_header, auth_template";
 
 fn from_row(row: &Row) -> Result<ApiKey, DbError> {
     Ok(ApiKey {
@@ -39,14 +42,23 @@ fn from_row(row: &Row) -> Result<ApiKey, DbError> {
         hint: row.text(5)?,
         created_at: row.int(6)?,
         updated_at: row.int(7)?,
+        custom_auth: custom_auth(row.opt_text(8)?, row.opt_text(9)?),
+    })
+}
+
+/// The custom auth stored in a pair of nullable columns.
+pub fn custom_auth(header: Option<String>, template: Option<String>) -> Option<CustomAuth> {
+    Some(CustomAuth {
+        header: header?,
+        template: template?,
     })
 }
 
 /// Stores a new key with its sealed secret.
 pub async fn insert(db: &dyn Db, key: &ApiKey, sealed: &SealedSecret) -> Result<(), DbError> {
     db.execute(
-        "INSERT INTO api_keys (id, user_id, name, provider, base_url, sealed_secret, key_version, hint, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO api_keys (id, user_id, name, provider, base_url, sealed_secret, key_version, hint, created_at, updated_at, \
+         auth_header, auth_template) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         &[
             key.id.as_str().into(),
             key.user.as_str().into(),
@@ -58,6 +70,8 @@ pub async fn insert(db: &dyn Db, key: &ApiKey, sealed: &SealedSecret) -> Result<
             key.hint.as_str().into(),
             key.created_at.into(),
             key.updated_at.into(),
+            key.custom_auth.as_ref().map(|c| c.header.as_str()).into(),
+            key.custom_auth.as_ref().map(|c| c.template.as_str()).into(),
         ],
     )
     .await

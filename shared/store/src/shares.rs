@@ -286,6 +286,9 @@ pub struct ProxyTarget {
     pub base_url: Option<String>,
     /// The key's secret, sealed (never opened outside the proxy's memory).
     pub sealed_secret: String,
+    /// How a `custom` provider's key is sent.
+    #[serde(default)]
+    pub custom_auth: Option<feen_core::providers::CustomAuth>,
     /// The share's limits.
     pub policy: Policy,
     /// What it had used when it was loaded (seeds lifetime counters).
@@ -304,7 +307,7 @@ impl ProxyTarget {
 pub async fn proxy_target(db: &dyn Db, hash: &TokenHash) -> Result<Option<ProxyTarget>, DbError> {
     let policy_columns: Vec<String> = POLICY_COLUMNS.iter().map(|c| format!("s.{c}")).collect();
     let sql = format!(
-        "SELECT s.id, s.user_id, s.api_key_id, k.provider, k.base_url, k.sealed_secret, {} \
+        "SELECT s.id, s.user_id, s.api_key_id, k.provider, k.base_url, k.sealed_secret, k.auth_header, k.auth_template, {} \
          FROM shares s JOIN api_keys k ON k.id = s.api_key_id WHERE s.token_hash = $1 AND s.revoked_at IS NULL",
         policy_columns.join(", ")
     );
@@ -313,7 +316,7 @@ pub async fn proxy_target(db: &dyn Db, hash: &TokenHash) -> Result<Option<ProxyT
         return Ok(None);
     };
     let share = ShareId::from_db(row.text(0)?);
-    let policy = policy_at(row, 6)?;
+    let policy = policy_at(row, 8)?;
     let lifetime =
         policy.max_uses.is_some() || policy.budget.is_some_and(|b| b.period == Period::Lifetime);
     let used = if lifetime {
@@ -328,6 +331,7 @@ pub async fn proxy_target(db: &dyn Db, hash: &TokenHash) -> Result<Option<ProxyT
         provider: row.text(3)?,
         base_url: row.opt_text(4)?,
         sealed_secret: row.text(5)?,
+        custom_auth: crate::keys::custom_auth(row.opt_text(6)?, row.opt_text(7)?),
         policy,
         used,
     }))
