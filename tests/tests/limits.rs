@@ -266,3 +266,64 @@ async fn every_limit_round_trips_through_the_api() {
         (StatusCode::BAD_REQUEST, "validation_failed")
     );
 }
+
+#[tokio::test]
+async fn client_addresses_come_from_a_forwarding_header_only_behind_a_trusted_proxy() {
+    use feen_e2e::feen::Options;
+    let mock = MockProvider::start(SECRET).await;
+    let limits = json!({"allowedIps": ["203.0.113.0/24"]});
+    let body = chat(10).to_string().into_bytes();
+    for (trusting, forwarded, expected) in [
+        (true, "203.0.113.7", StatusCode::OK),
+        (true, "198.51.100.1", StatusCode::FORBIDDEN),
+        (true, "203.0.113.7, 198.51.100.1", StatusCode::FORBIDDEN),
+        (false, "203.0.113.7", StatusCode::FORBIDDEN),
+    ] {
+        let env = if trusting {
+            vec![
+                (
+                    "FEEN_CLIENT_IP_HEADER".to_owned(),
+                    "X-Forwarded-For".to_owned(),
+                ),
+                ("FEEN_TRUSTED_PROXIES".to_owned(), "127.0.0.1/32".to_owned()),
+            ]
+        } else {
+            Vec::new()
+        };
+        let feen = Feen::start_with(Options {
+            env,
+            ..Options::default()
+        })
+        .await;
+        let api = Api::new(&feen.base);
+        let user = api.signup("xff").await;
+        let key = api.add_key(&user, "openai", SECRET, &mock.base_url()).await;
+        let (_, token) = api.mint(&user, &key, limits.clone()).await;
+        let auth = format!("Bearer {token}");
+        let headers = [
+            ("authorization", auth.as_str()),
+            ("content-type", "application/json"),
+            ("x-forwarded-for", forwarded),
+        ];
+        let reply = api
+            .raw(
+                http::Method::POST,
+                "/api/proxy/v1/chat/completions",
+                &headers,
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(
+            reply.status, expected,
+            "trusting={trusting} forwarded={forwarded}: {}",
+            reply.text
+        );
+        let sent = mock.requests().pop();
+        if expected == StatusCode::OK {
+            assert!(
+                sent.is_some_and(|r| r.header("x-forwarded-for").is_none()),
+                "forwarding headers are not passed upstream"
+            );
+        }
+    }
+}

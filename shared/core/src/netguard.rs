@@ -319,3 +319,88 @@ mod tests {
         assert!(check_base_url("ftp://127.0.0.1", true).is_err());
     }
 }
+
+/// Where the client's address comes from, as the operator configured it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClientIpSource {
+    /// A header a trusted proxy in front of Feen sets (`x-forwarded-for`, `cf-connecting-ip`,
+    /// ...), lower-case; `None` to use the TCP peer only.
+    pub header: Option<String>,
+    /// The proxies whose header is believed.
+    pub trusted: Vec<ipnet::IpNet>,
+}
+
+impl ClientIpSource {
+    /// The client's address for a connection from `peer` carrying `header_value` in the
+    /// configured header. The header is believed only when the peer is a trusted proxy; in a
+    /// list (`X-Forwarded-For: client, proxy1, proxy2`) the right-most address that is not itself
+    /// a trusted proxy is the client, since everything left of it could be made up by the client.
+    pub fn client(&self, peer: IpAddr, header_value: Option<&str>) -> IpAddr {
+        let trusted = |ip: &IpAddr| self.trusted.iter().any(|net| net.contains(ip));
+        if self.header.is_none() || !trusted(&peer) {
+            return peer;
+        }
+        let Some(value) = header_value else {
+            return peer;
+        };
+        let mut last = peer;
+        for part in value.rsplit(',') {
+            let Ok(ip) = part
+                .trim()
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+            else {
+                return last;
+            };
+            if !trusted(&ip) {
+                return ip;
+            }
+            last = ip;
+        }
+        last
+    }
+}
+
+#[cfg(test)]
+mod client_ip_tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    #[test]
+    fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
+        let source = ClientIpSource {
+            header: Some("x-forwarded-for".into()),
+            trusted: vec!["10.0.0.0/8".parse().expect("cidr")],
+        };
+        let cases = [
+            ("10.0.0.1", Some("203.0.113.7"), "203.0.113.7"),
+            (
+                "10.0.0.1",
+                Some("198.51.100.1, 203.0.113.7, 10.0.0.2"),
+                "203.0.113.7",
+            ),
+            ("10.0.0.1", Some("spoofed, 203.0.113.7"), "203.0.113.7"),
+            ("10.0.0.1", Some("10.0.0.3"), "10.0.0.3"),
+            ("10.0.0.1", Some("garbage"), "10.0.0.1"),
+            ("10.0.0.1", None, "10.0.0.1"),
+            ("203.0.113.9", Some("1.2.3.4"), "203.0.113.9"),
+            ("10.0.0.1", Some("[2001:db8::1]"), "2001:db8::1"),
+        ];
+        for (peer, header, client) in cases {
+            assert_eq!(
+                source.client(ip(peer), header),
+                ip(client),
+                "{peer} {header:?}"
+            );
+        }
+        let untrusting = ClientIpSource::default();
+        assert_eq!(
+            untrusting.client(ip("10.0.0.1"), Some("1.2.3.4")),
+            ip("10.0.0.1")
+        );
+    }
+}

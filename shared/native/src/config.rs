@@ -10,6 +10,8 @@
 //! | `FEEN_SESSION_SECRET` | base64 of at least 32 bytes, signs access tokens | created in `DATA_DIR/secrets.json` |
 //! | `FEEN_ALLOW_PRIVATE_UPSTREAMS` | `1`: keys may point at private/loopback/plain-http URLs (dev only) | off |
 //! | `FEEN_COOKIE_SECURE` | `0`/`1`: the `Secure` cookie attribute | on unless listening on loopback |
+//! | `FEEN_CLIENT_IP_HEADER` | header a proxy in front of Feen sets with the client's address | none: the TCP peer |
+//! | `FEEN_TRUSTED_PROXIES` | comma-separated CIDRs whose `FEEN_CLIENT_IP_HEADER` is believed | none |
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -19,6 +21,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use feen_core::crypto::jwt::AccessKeys;
 use feen_core::crypto::keyring::KeyRing;
+use feen_core::netguard::ClientIpSource;
 use feen_core::ports::{Rng, random};
 use feen_service::Config;
 
@@ -39,6 +42,8 @@ pub struct Settings {
     pub allow_private_upstreams: bool,
     /// `FEEN_COOKIE_SECURE`.
     pub cookie_secure: Option<bool>,
+    /// `FEEN_CLIENT_IP_HEADER` and `FEEN_TRUSTED_PROXIES`.
+    pub client_ip: ClientIpSource,
 }
 
 impl std::fmt::Debug for Settings {
@@ -87,6 +92,7 @@ impl Settings {
             session_secret: var("FEEN_SESSION_SECRET"),
             allow_private_upstreams: flag("FEEN_ALLOW_PRIVATE_UPSTREAMS")?.unwrap_or(false),
             cookie_secure: flag("FEEN_COOKIE_SECURE")?,
+            client_ip: client_ip_source(var("FEEN_CLIENT_IP_HEADER"), var("FEEN_TRUSTED_PROXIES"))?,
         })
     }
 
@@ -117,6 +123,38 @@ impl Settings {
             secure_cookies: self.cookie_secure.unwrap_or(!listen.ip().is_loopback()),
         })
     }
+}
+
+fn client_ip_source(
+    header: Option<String>,
+    trusted: Option<String>,
+) -> Result<ClientIpSource, String> {
+    let (header, trusted) = match (header, trusted) {
+        (None, None) => return Ok(ClientIpSource::default()),
+        (Some(h), Some(t)) => (h, t),
+        _ => {
+            return Err(
+                "set both FEEN_CLIENT_IP_HEADER and FEEN_TRUSTED_PROXIES, or neither".into(),
+            );
+        }
+    };
+    let header = header.trim().to_ascii_lowercase();
+    http::HeaderName::from_bytes(header.as_bytes())
+        .map_err(|_| format!("FEEN_CLIENT_IP_HEADER: {header:?} is not a header name"))?;
+    let trusted = trusted
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("FEEN_TRUSTED_PROXIES: {s:?} is not a CIDR"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ClientIpSource {
+        header: Some(header),
+        trusted,
+    })
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]

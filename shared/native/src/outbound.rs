@@ -104,3 +104,49 @@ fn without_url(err: &reqwest::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use reqwest::dns::Resolve;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn names_resolving_to_loopback_are_refused_at_connect_time() {
+        let name = reqwest::dns::Name::from_str("localhost").expect("name");
+        let result = GuardedResolver.resolve(name).await;
+        let err = result.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("private or loopback"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_guarded_client_refuses_a_loopback_name_and_dev_mode_allows_it() {
+        let guarded = ReqwestHttp::new(false).expect("client");
+        let request = http::Request::get("http://localhost:9/")
+            .body(Body::empty())
+            .expect("request");
+        let err = guarded
+            .send(request)
+            .await
+            .err()
+            .map(|e| e.0)
+            .unwrap_or_default();
+        assert!(err.contains("private or loopback"), "{err}");
+        let dev = ReqwestHttp::new(true).expect("client");
+        let request = http::Request::get("http://localhost:9/")
+            .body(Body::empty())
+            .expect("request");
+        let err = dev
+            .send(request)
+            .await
+            .err()
+            .map(|e| e.0)
+            .unwrap_or_default();
+        assert!(
+            !err.contains("private or loopback"),
+            "dev mode resolves normally: {err}"
+        );
+    }
+}

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use feen_core::body::StreamError;
+use feen_core::netguard::ClientIpSource;
 use feen_core::ports::{Db, Kv};
 use feen_core::{Body, Error};
 use feen_service::cache::Memo;
@@ -125,6 +126,7 @@ pub async fn serve(
     let http = ReqwestHttp::new(settings.allow_private_upstreams).map_err(|e| e.to_string())?;
     let (sink, writer) = usage_writer::spawn(db.clone());
     let tasks = Tasks::new();
+    let client_ip = Arc::new(settings.client_ip.clone());
     let ctx = Ctx {
         db,
         kv,
@@ -156,9 +158,11 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let ctx = ctx.clone();
+                let client_ip = client_ip.clone();
                 let service = hyper::service::service_fn(move |req| {
                     let ctx = ctx.clone();
-                    async move { Ok::<_, Infallible>(handle(req, peer, &ctx).await) }
+                    let client_ip = client_ip.clone();
+                    async move { Ok::<_, Infallible>(handle(req, peer, &client_ip, &ctx).await) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service);
@@ -202,13 +206,20 @@ type OutBody = UnsyncBoxBody<Bytes, StreamError>;
 async fn handle(
     req: http::Request<Incoming>,
     peer: SocketAddr,
+    client_ip: &ClientIpSource,
     ctx: &Ctx,
 ) -> http::Response<OutBody> {
     let started = std::time::Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let (mut parts, incoming) = req.into_parts();
-    parts.extensions.insert(ClientAddr(peer.ip()));
+    let forwarded = client_ip
+        .header
+        .as_deref()
+        .and_then(|h| parts.headers.get(h))
+        .and_then(|v| v.to_str().ok());
+    let client = client_ip.client(peer.ip(), forwarded);
+    parts.extensions.insert(ClientAddr(client));
     let body = Body::from_stream(
         incoming
             .into_data_stream()
