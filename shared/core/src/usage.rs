@@ -118,15 +118,21 @@ pub fn usage_from_json(doc: &Json) -> Usage {
     };
     let candidates = [
         doc.get("usage"),
-        doc.pointer("/message/usage"),
-        doc.pointer("/response/usage"),
+        doc.pointer("/message/usage"),      // Anthropic message_start
+        doc.pointer("/response/usage"),     // OpenAI Responses API stream
+        doc.pointer("/usage/tokens"),       // Cohere v2
+        doc.pointer("/delta/usage/tokens"), // Cohere v2 stream (message-end)
+        doc.get("metrics"),                 // Replicate predictions
     ];
     for block in candidates.into_iter().flatten() {
         // OpenAI counts cached tokens inside the prompt count; Anthropic counts cache reads and
         // writes beside `input_tokens`. Both are normalised to "input includes cached".
         let anthropic_cache_read = count(block, &["cache_read_input_tokens"]);
         let anthropic_cache_write = count(block, &["cache_creation_input_tokens"]);
-        let fresh = count(block, &["prompt_tokens", "input_tokens"]);
+        let fresh = count(
+            block,
+            &["prompt_tokens", "input_tokens", "input_token_count"],
+        );
         let input = match (fresh, anthropic_cache_read, anthropic_cache_write) {
             (Some(f), None, None) => Some(f),
             (f, r, w) => Some(f.unwrap_or(0) + r.unwrap_or(0) + w.unwrap_or(0)),
@@ -137,7 +143,10 @@ pub fn usage_from_json(doc: &Json) -> Usage {
             .and_then(Json::as_u64);
         usage.merge(Usage {
             input_tokens: input.filter(|_| fresh.is_some() || anthropic_cache_read.is_some()),
-            output_tokens: count(block, &["completion_tokens", "output_tokens"]),
+            output_tokens: count(
+                block,
+                &["completion_tokens", "output_tokens", "output_token_count"],
+            ),
             cached_tokens: openai_cached.or(anthropic_cache_read),
             model: None,
         });
