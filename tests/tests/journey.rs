@@ -66,6 +66,11 @@ async fn journey(api: Api) {
     );
     assert_eq!(plain.header("x-ratelimit-limit-requests"), Some("3"));
     assert_eq!(plain.header("x-ratelimit-remaining-requests"), Some("2"));
+    assert!(
+        plain
+            .header("x-ratelimit-reset-requests")
+            .is_some_and(|r| r.ends_with('s'))
+    );
 
     let streamed = api.chat(&token, chat_body(true)).await;
     assert_eq!(streamed.status, StatusCode::OK);
@@ -126,6 +131,13 @@ async fn journey(api: Api) {
         .and_then(|v| v.parse().ok())
         .expect("Retry-After");
     assert!((1..=60).contains(&retry));
+    assert_eq!(limited.header("x-ratelimit-limit-requests"), Some("3"));
+    assert_eq!(limited.header("x-ratelimit-remaining-requests"), Some("0"));
+    assert_eq!(
+        limited.header("x-ratelimit-reset-requests"),
+        Some(format!("{retry}s").as_str())
+    );
+    assert!(limited.header("x-feen-request-id").is_some());
     assert_eq!(
         mock.requests().len(),
         3,

@@ -124,7 +124,15 @@ async fn proxy(
         body: &body,
         json: json.as_ref(),
     };
-    let admitted = admit(ctx, &hash, cached, &facts, started_ms).await?;
+    let admitted = match admit(ctx, &hash, cached, &facts, started_ms).await {
+        Ok(admitted) => admitted,
+        Err(Refusal::Limit { window, value }) => {
+            let mut resp = error_response(&limits::refusal(&window, started_ms));
+            rate_limit_headers(resp.headers_mut(), &[window], &[value], started_ms);
+            return Ok(resp);
+        }
+        Err(Refusal::Error(e)) => return Err(e),
+    };
     let target = &admitted.cached.target;
     let provider = providers::find(&target.provider)
         .ok_or_else(|| Error::internal(format!("share {} names unknown provider", target.share)))?;
@@ -189,7 +197,12 @@ async fn proxy(
     for name in HOP_BY_HOP {
         head.headers.remove(*name);
     }
-    rate_limit_headers(&mut head.headers, &admitted.windows, &admitted.values);
+    rate_limit_headers(
+        &mut head.headers,
+        &admitted.windows,
+        &admitted.values,
+        started_ms,
+    );
     let overhead = format!("{:.3}", overhead_us as f64 / 1000.0);
     if let Ok(value) = HeaderValue::from_str(&overhead) {
         head.headers.insert(OVERHEAD, value);
@@ -266,6 +279,20 @@ fn request_model(path: &str, json: Option<&Json>) -> Option<String> {
     (!model.is_empty()).then(|| model.to_owned())
 }
 
+/// Why admission refused a request.
+pub enum Refusal {
+    /// A limit is reached: the window and the counter's current value (for the headers).
+    Limit { window: Window, value: u64 },
+    /// Anything else (policy, unknown token, the counter store down).
+    Error(Error),
+}
+
+impl From<Error> for Refusal {
+    fn from(e: Error) -> Self {
+        Refusal::Error(e)
+    }
+}
+
 /// Phase 3: the policy checks, the reservation, and every counter in one atomic call guarded by
 /// the share's cache entry. If the entry changed (an update, a rotation, a revocation on any
 /// replica), the share is reloaded and checked again.
@@ -275,7 +302,7 @@ pub async fn admit(
     mut cached: Arc<Cached>,
     facts: &limits::Request<'_>,
     now_ms: i64,
-) -> Result<Admitted, Error> {
+) -> Result<Admitted, Refusal> {
     let key = cache::key(hash);
     for _ in 0..ADMIT_ATTEMPTS {
         let target = &cached.target;
@@ -293,7 +320,12 @@ pub async fn admit(
             key: &key,
             value: &cached.text,
         };
-        match ctx.kv.admit(Some(guard), &counters).await? {
+        match ctx
+            .kv
+            .admit(Some(guard), &counters)
+            .await
+            .map_err(Error::from)?
+        {
             Admission::Admitted { values } => {
                 return Ok(Admitted {
                     cached,
@@ -302,26 +334,34 @@ pub async fn admit(
                     reservation,
                 });
             }
-            Admission::Refused { index, .. } => {
+            Admission::Refused { index, value } => {
                 let window = windows
                     .get(index)
+                    .cloned()
                     .ok_or_else(|| Error::internal("admit named no window"))?;
-                return Err(limits::refusal(window, now_ms));
+                return Err(Refusal::Limit { window, value });
             }
             Admission::Stale => {
                 cached = cache::fetch(ctx, hash).await?.ok_or_else(invalid_token)?
             }
         }
     }
-    Err(Error::Unavailable {
+    Err(Refusal::Error(Error::Unavailable {
         detail: format!(
             "share cache for {} kept changing during admission",
             cached.target.share
         ),
-    })
+    }))
 }
 
-fn rate_limit_headers(headers: &mut http::HeaderMap, windows: &[Window], values: &[u64]) {
+/// `x-ratelimit-limit-*`, `-remaining-*` and `-reset-*` (seconds to the window's end, `30s`) for
+/// each counter, named as OpenAI names its own (`requests`, `tokens`) plus Feen's others.
+fn rate_limit_headers(
+    headers: &mut http::HeaderMap,
+    windows: &[Window],
+    values: &[u64],
+    now_ms: i64,
+) {
     for (window, value) in windows.iter().zip(values) {
         let suffix = match window.kind {
             limits::LimitKind::RequestsPerMinute => "requests",
@@ -331,12 +371,20 @@ fn rate_limit_headers(headers: &mut http::HeaderMap, windows: &[Window], values:
             limits::LimitKind::Budget => "budget-usd-micros",
             limits::LimitKind::Uses => "uses",
         };
-        let remaining = window.counter.limit.saturating_sub(*value);
-        for (name, value) in [("limit", window.counter.limit), ("remaining", remaining)] {
-            if let Ok(name) =
-                HeaderName::from_bytes(format!("x-ratelimit-{name}-{suffix}").as_bytes())
-            {
-                headers.insert(name, HeaderValue::from(value));
+        let remaining = window.counter.limit.saturating_sub(*value).to_string();
+        let reset = window
+            .resets_at_ms
+            .map(|at| format!("{}s", ((at - now_ms).max(0) + 999) / 1000));
+        let limit = window.counter.limit.to_string();
+        let entries = [
+            ("limit", Some(limit)),
+            ("remaining", Some(remaining)),
+            ("reset", reset),
+        ];
+        for (name, value) in entries {
+            let name = HeaderName::from_bytes(format!("x-ratelimit-{name}-{suffix}").as_bytes());
+            if let (Ok(name), Some(Ok(value))) = (name, value.map(|v| HeaderValue::from_str(&v))) {
+                headers.insert(name, value);
             }
         }
     }
