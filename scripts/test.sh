@@ -27,6 +27,9 @@ if [ -z "${FEEN_PYTHON:-}" ]; then
     export FEEN_PYTHON="$venv/bin/python"
 fi
 
+step "the official JavaScript clients the stand-ins are proved with"
+[ -d tests/standins/node_modules/@upstash/redis ] || npm ci --prefix tests/standins --no-audit --no-fund
+
 step "toolchain"
 rustup target add wasm32-unknown-unknown wasm32-wasip2 >/dev/null 2>&1 || true
 rustup show active-toolchain

@@ -91,6 +91,13 @@ pub enum Backend {
         database_url: String,
         redis_prefix: String,
     },
+    /// PostgreSQL and Redis over the Upstash REST protocol at `rest_url`.
+    SharedRest {
+        database_url: String,
+        redis_prefix: String,
+        rest_url: String,
+        token: String,
+    },
 }
 
 impl Backend {
@@ -195,6 +202,8 @@ impl Feen {
             .arg(&data_dir)
             .env_remove("DATABASE_URL")
             .env_remove("REDIS_URL")
+            .env_remove("UPSTASH_REDIS_REST_URL")
+            .env_remove("UPSTASH_REDIS_REST_TOKEN")
             .env_remove("FEEN_KEYRING")
             .env_remove("FEEN_SESSION_SECRET")
             .env("FEEN_ALLOW_PRIVATE_UPSTREAMS", "1")
@@ -203,14 +212,27 @@ impl Feen {
             .stdout(Stdio::null())
             .stderr(log)
             .kill_on_drop(true);
-        if let Backend::Shared {
-            database_url,
-            redis_prefix,
-        } = &options.backend
-        {
-            cmd.env("DATABASE_URL", database_url)
-                .env("REDIS_URL", redis_url())
-                .env("FEEN_REDIS_PREFIX", redis_prefix);
+        match &options.backend {
+            Backend::Embedded => {}
+            Backend::Shared {
+                database_url,
+                redis_prefix,
+            } => {
+                cmd.env("DATABASE_URL", database_url)
+                    .env("REDIS_URL", redis_url())
+                    .env("FEEN_REDIS_PREFIX", redis_prefix);
+            }
+            Backend::SharedRest {
+                database_url,
+                redis_prefix,
+                rest_url,
+                token,
+            } => {
+                cmd.env("DATABASE_URL", database_url)
+                    .env("UPSTASH_REDIS_REST_URL", rest_url)
+                    .env("UPSTASH_REDIS_REST_TOKEN", token)
+                    .env("FEEN_REDIS_PREFIX", redis_prefix);
+            }
         }
         if let Some(secrets) = &options.secrets {
             cmd.env("FEEN_KEYRING", &secrets.keyring)

@@ -174,6 +174,36 @@ async fn the_whole_journey_works_on_postgres_and_redis() {
 }
 
 #[tokio::test]
+async fn the_whole_journey_works_on_postgres_and_redis_over_the_upstash_rest_protocol() {
+    let config = feen_standins::upstash::Config {
+        token: "journey-rest".into(),
+        readonly_token: None,
+    };
+    let redis = feen_e2e::feen::redis_url();
+    let addr = feen_standins::upstash::spawn("127.0.0.1:0", &redis, config)
+        .await
+        .expect("stand-in");
+    let Backend::Shared {
+        database_url,
+        redis_prefix,
+    } = Backend::fresh_shared().await
+    else {
+        unreachable!()
+    };
+    let backend = Backend::SharedRest {
+        database_url,
+        redis_prefix,
+        rest_url: format!("http://{addr}"),
+        token: "journey-rest".into(),
+    };
+    let (api, feen) = target(backend).await;
+    if let Some(feen) = &feen {
+        assert!(feen.logs().contains("redis over REST"), "{}", feen.logs());
+    }
+    journey(api).await;
+}
+
+#[tokio::test]
 async fn streamed_bytes_reach_the_client_before_the_upstream_finishes() {
     let (api, _feen) = target(Backend::Embedded).await;
     let (_user, _mock, _key, _share, token) = setup(&api, json!({})).await;

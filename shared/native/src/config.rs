@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | `DATABASE_URL` | `postgres://...` or `sqlite://PATH` | `sqlite://DATA_DIR/feen.sqlite` |
 //! | `REDIS_URL` | `redis://host:port` for shared counters and caches | in-process |
+//! | `UPSTASH_REDIS_REST_URL`, `UPSTASH_REDIS_REST_TOKEN` | Redis over the Upstash REST protocol instead of `REDIS_URL` | unset |
 //! | `FEEN_REDIS_PREFIX` | prefix of every Redis key (several deployments on one Redis) | `feen:` |
 //! | `FEEN_KEYRING` | `1:BASE64KEY[,2:BASE64KEY]` (32-byte keys) | created in `DATA_DIR/secrets.json` |
 //! | `FEEN_SESSION_SECRET` | base64 of at least 32 bytes, signs access tokens | created in `DATA_DIR/secrets.json` |
@@ -32,6 +33,8 @@ pub struct Settings {
     pub database_url: Option<String>,
     /// `REDIS_URL`.
     pub redis_url: Option<String>,
+    /// `UPSTASH_REDIS_REST_URL` and `UPSTASH_REDIS_REST_TOKEN`.
+    pub upstash: Option<(String, String)>,
     /// `FEEN_REDIS_PREFIX`.
     pub redis_prefix: String,
     /// `FEEN_KEYRING`.
@@ -51,6 +54,7 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("database", &self.database_url.as_deref().map(redact_url))
             .field("redis", &self.redis_url.as_deref().map(redact_url))
+            .field("upstash", &self.upstash.as_ref().map(|(url, _)| url))
             .field("keyring", &self.keyring.as_ref().map(|_| "[set]"))
             .field(
                 "session_secret",
@@ -87,6 +91,19 @@ impl Settings {
         Ok(Self {
             database_url: var("DATABASE_URL"),
             redis_url: var("REDIS_URL"),
+            upstash: match (
+                var("UPSTASH_REDIS_REST_URL"),
+                var("UPSTASH_REDIS_REST_TOKEN"),
+            ) {
+                (Some(url), Some(token)) => Some((url, token)),
+                (None, None) => None,
+                _ => {
+                    return Err(
+                        "set both UPSTASH_REDIS_REST_URL and UPSTASH_REDIS_REST_TOKEN, or neither"
+                            .into(),
+                    );
+                }
+            },
             redis_prefix: var("FEEN_REDIS_PREFIX").unwrap_or_else(|| "feen:".into()),
             keyring: var("FEEN_KEYRING"),
             session_secret: var("FEEN_SESSION_SECRET"),

@@ -2,60 +2,8 @@
 //! [`Kv::admit`] is one `EVALSHA` of [`ADMIT_SCRIPT`]: atomic across all replicas, one round trip.
 
 use feen_core::ports::{Adjustment, Admission, Counter, Guard, Kv, KvError};
+use feen_upstash::scripts::{ADD_SCRIPT, ADMIT_SCRIPT, SETTLE_SCRIPT};
 use redis::aio::ConnectionManager;
-
-/// The admission script. `KEYS[1]` is the guard key (ignored unless `ARGV[1]` is `1`, in which
-/// case it must hold `ARGV[2]`); `KEYS[i+1]` are the counters, each with four arguments from
-/// `ARGV[4i-1]`: limit, cost, expiry in ms, seed. A missing counter with a seed starts from it.
-/// Only if every counter has room are all bumped. Replies `{1, v1, v2, ...}` (new values),
-/// `{0, index, value}` (the first counter without room) or `{2}` (the guard failed).
-pub const ADMIT_SCRIPT: &str = r"
-if ARGV[1] == '1' and redis.call('GET', KEYS[1]) ~= ARGV[2] then
-  return {2}
-end
-local n = #KEYS - 1
-for i = 1, n do
-  local key, b = KEYS[i + 1], 4 * i - 1
-  local raw = redis.call('GET', key)
-  local value
-  if raw then
-    value = tonumber(raw)
-  else
-    value = tonumber(ARGV[b + 3])
-    if value > 0 then redis.call('SET', key, value, 'PX', ARGV[b + 2]) end
-  end
-  if value + tonumber(ARGV[b + 1]) > tonumber(ARGV[b]) then
-    return {0, i - 1, value}
-  end
-end
-local out = {1}
-for i = 1, n do
-  local key, b = KEYS[i + 1], 4 * i - 1
-  local cost = tonumber(ARGV[b + 1])
-  local value = redis.call('INCRBY', key, cost)
-  if redis.call('PTTL', key) < 0 then
-    redis.call('PEXPIRE', key, ARGV[b + 2])
-  end
-  out[#out + 1] = value
-end
-return out
-";
-
-/// Applies corrections: `ARGV[2i-1]` added to `KEYS[i]`, a fresh key expiring in `ARGV[2i]` ms.
-const SETTLE_SCRIPT: &str = r"
-for i = 1, #KEYS do
-  redis.call('INCRBY', KEYS[i], ARGV[2 * i - 1])
-  if redis.call('PTTL', KEYS[i]) < 0 then redis.call('PEXPIRE', KEYS[i], ARGV[2 * i]) end
-end
-return #KEYS
-";
-
-/// Adds `ARGV[1]` to `KEYS[1]` and gives a fresh key the expiry `ARGV[2]` ms.
-const ADD_SCRIPT: &str = r"
-local value = redis.call('INCRBY', KEYS[1], ARGV[1])
-if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return value
-";
 
 /// Redis through a reconnecting connection manager (commands are pipelined over one
 /// multiplexed connection).

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use feen_core::body::StreamError;
 use feen_core::netguard::ClientIpSource;
-use feen_core::ports::{Db, Kv};
+use feen_core::ports::{Db, HttpClient, Kv};
 use feen_core::{Body, Error};
 use feen_service::cache::Memo;
 use feen_service::request::ClientAddr;
@@ -101,7 +101,18 @@ async fn open_sqlite(path: &Path) -> Result<(Arc<dyn Db>, String), String> {
     Ok((Arc::new(db), format!("sqlite ({})", path.display())))
 }
 
-async fn open_kv(settings: &Settings) -> Result<(Arc<dyn Kv>, String), String> {
+async fn open_kv(
+    settings: &Settings,
+    http: Arc<dyn HttpClient>,
+) -> Result<(Arc<dyn Kv>, String), String> {
+    if let Some((url, token)) = &settings.upstash {
+        if settings.redis_url.is_some() {
+            return Err("set REDIS_URL or UPSTASH_REDIS_REST_URL, not both".into());
+        }
+        let kv = feen_upstash::UpstashKv::new(http, url, token, &settings.redis_prefix)
+            .map_err(|e| e.to_string())?;
+        return Ok((Arc::new(kv), format!("redis over REST ({url})")));
+    }
     match settings.redis_url.as_deref() {
         Some(url) => {
             let kv = RedisKv::connect(url, &settings.redis_prefix)
@@ -122,15 +133,20 @@ pub async fn serve(
 ) -> Result<(), String> {
     let config = settings.config(&data_dir, listen, &OsRng)?;
     let (db, db_name) = open_db(&settings, &data_dir).await?;
-    let (kv, kv_name) = open_kv(&settings).await?;
-    let http = ReqwestHttp::new(settings.allow_private_upstreams).map_err(|e| e.to_string())?;
+    let http: Arc<dyn HttpClient> =
+        Arc::new(ReqwestHttp::new(settings.allow_private_upstreams).map_err(|e| e.to_string())?);
+    // The REST store is reached by a client of its own: its URL is the operator's, not an
+    // owner's upstream, so the private-address guard does not apply to it.
+    let store_http: Arc<dyn HttpClient> =
+        Arc::new(ReqwestHttp::new(true).map_err(|e| e.to_string())?);
+    let (kv, kv_name) = open_kv(&settings, store_http).await?;
     let (sink, writer) = usage_writer::spawn(db.clone());
     let tasks = Tasks::new();
     let client_ip = Arc::new(settings.client_ip.clone());
     let ctx = Ctx {
         db,
         kv,
-        http: Arc::new(http),
+        http,
         clock: Arc::new(SystemClock),
         rng: Arc::new(OsRng),
         usage: Arc::new(sink),

@@ -1,5 +1,5 @@
-//! The counter-store conformance suite: the in-process store and Redis must behave the same,
-//! including under concurrency.
+//! The counter-store conformance suite: the in-process store, Redis over RESP and Redis over the
+//! Upstash REST protocol must behave the same, including under concurrency.
 
 mod common;
 
@@ -314,7 +314,25 @@ async fn redis() -> Arc<dyn Kv> {
     )
 }
 
-macro_rules! on_both {
+/// Redis through the Upstash REST protocol: Feen's REST client, the stand-in, the real Redis.
+async fn upstash() -> Arc<dyn Kv> {
+    let token = common::unique("token");
+    let config = feen_standins::upstash::Config {
+        token: token.clone(),
+        readonly_token: None,
+    };
+    let addr = feen_standins::upstash::spawn("127.0.0.1:0", &common::redis_url(), config)
+        .await
+        .expect("stand-in");
+    let http = Arc::new(feen_native::outbound::ReqwestHttp::new(true).expect("http client"));
+    let prefix = format!("{}:", common::unique("rest"));
+    Arc::new(
+        feen_upstash::UpstashKv::new(http, &format!("http://{addr}"), &token, &prefix)
+            .expect("client"),
+    )
+}
+
+macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {
         mod memory {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::memory().await).await })*
@@ -322,10 +340,13 @@ macro_rules! on_both {
         mod redis {
             $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::redis().await).await })*
         }
+        mod upstash_rest {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::upstash().await).await })*
+        }
     };
 }
 
-on_both!(
+on_every_backend!(
     admit_bumps_every_counter_or_none,
     costs_larger_than_one_count_fully,
     counters_expire_with_their_window,
@@ -359,4 +380,23 @@ async fn redis_prefixes_keep_deployments_apart() {
         b.admit(None, &[c]).await.expect("admit"),
         Admission::Admitted { .. }
     ));
+}
+
+#[tokio::test]
+async fn a_wrong_upstash_token_is_an_error_not_a_pass() {
+    let config = feen_standins::upstash::Config {
+        token: "right".into(),
+        readonly_token: None,
+    };
+    let addr = feen_standins::upstash::spawn("127.0.0.1:0", &common::redis_url(), config)
+        .await
+        .expect("stand-in");
+    let http = Arc::new(feen_native::outbound::ReqwestHttp::new(true).expect("http client"));
+    let kv = feen_upstash::UpstashKv::new(http, &format!("http://{addr}"), "wrong", "x:")
+        .expect("client");
+    let err = kv
+        .admit(None, &[counter("ratelimit:rpm:x", 1, 1)])
+        .await
+        .expect_err("refused");
+    assert!(err.0.contains("401"), "{err}");
 }
