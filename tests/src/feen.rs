@@ -186,6 +186,9 @@ impl Feen {
 
     /// Starts Feen as `options` say and waits until it answers.
     pub async fn start_with(options: Options) -> Self {
+        if std::env::var("FEEN_E2E_HOST").as_deref() == Ok("workers") {
+            return Self::start_workers(options).await;
+        }
         let data_dir = options
             .data_dir
             .clone()
@@ -271,6 +274,65 @@ impl Feen {
     /// Everything Feen has logged so far.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Starts Feen's Workers under Miniflare/workerd (`tests/workers/serve.mjs`), as deployed:
+    /// PostgreSQL through Hyperdrive (a fresh database, migrated with `feen migrate`), Redis over
+    /// the Upstash REST protocol (the stand-in), the router in front of the function Workers.
+    /// Chosen for every suite by `FEEN_E2E_HOST=workers`.
+    async fn start_workers(options: Options) -> Self {
+        let data_dir = std::env::temp_dir().join(unique("feen-workers-"));
+        std::fs::create_dir_all(&data_dir).unwrap_or_else(|e| panic!("data dir: {e}"));
+        let log_path = data_dir.join("miniflare.log");
+        let log = std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("log file: {e}"));
+        let database_url = fresh_postgres_database().await;
+        let migrated = Command::new(binary())
+            .arg("migrate")
+            .env("DATABASE_URL", &database_url)
+            .output()
+            .await;
+        assert!(
+            migrated.is_ok_and(|o| o.status.success()),
+            "feen migrate failed"
+        );
+        let token = unique("rest");
+        let config = feen_standins::upstash::Config {
+            token: token.clone(),
+            readonly_token: None,
+        };
+        let rest = feen_standins::upstash::spawn("127.0.0.1:0", &redis_url(), config)
+            .await
+            .unwrap_or_else(|e| panic!("stand-in: {e}"));
+        let secrets = options.secrets.clone().unwrap_or_else(Secrets::fresh);
+        let port = free_port();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("workers/serve.mjs");
+        let mut cmd = Command::new("node");
+        cmd.arg(script)
+            .env("PORT", port.to_string())
+            .env("DATABASE_URL", &database_url)
+            .env("UPSTASH_REDIS_REST_URL", format!("http://{rest}"))
+            .env("UPSTASH_REDIS_REST_TOKEN", &token)
+            .env("FEEN_REDIS_PREFIX", format!("{}:", unique("w")))
+            .env("FEEN_KEYRING", &secrets.keyring)
+            .env("FEEN_SESSION_SECRET", &secrets.session)
+            .env("FEEN_ALLOW_PRIVATE_UPSTREAMS", "1")
+            .env("FEEN_COOKIE_SECURE", "0")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap_or_else(|e| panic!("log file: {e}")))
+            .stderr(log)
+            .kill_on_drop(true);
+        for (k, v) in &options.env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("starting node: {e}"));
+        let feen = Self {
+            base: format!("http://127.0.0.1:{port}"),
+            data_dir,
+            log_path,
+            child: Some(child),
+        };
+        feen.wait_ready().await;
+        feen
     }
 
     /// Stops Feen with SIGTERM (a graceful shutdown) and waits for it to exit.

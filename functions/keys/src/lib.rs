@@ -211,3 +211,20 @@ async fn get_json(ctx: &Ctx, user: &feen_core::ids::UserId, id: &KeyId) -> Resul
         .ok_or(Error::NotFound("key"))?;
     Ok(json(StatusCode::OK, &key_json(&key)))
 }
+
+/// The Cloudflare Workers entry point: this function as a Worker of its own.
+#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
+#[worker::event(fetch)]
+async fn fetch(
+    req: worker::HttpRequest,
+    env: worker::Env,
+    ctx: worker::Context,
+) -> worker::Result<http::Response<worker::Body>> {
+    feen_workers::serve(
+        req,
+        env,
+        ctx,
+        |req, ctx| async move { handle(req, &ctx).await },
+    )
+    .await
+}

@@ -27,16 +27,23 @@ pub async fn json_body<T: DeserializeOwned>(req: Req, limit: usize) -> Result<T,
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let mime = content_type.split(';').next().unwrap_or("").trim();
-    if !mime.eq_ignore_ascii_case("application/json") {
-        return Err(Error::BadRequest(
-            "the body must be JSON, sent with Content-Type: application/json".into(),
-        ));
-    }
+    let is_json = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .eq_ignore_ascii_case("application/json");
+    // The body is read even when it will be refused: a server that answers before reading it
+    // must close the connection, which breaks the client's next request on it (workerd does).
     let bytes = req.into_body().collect(limit).await.map_err(|e| match e {
         CollectError::TooLarge => Error::PayloadTooLarge { limit },
         CollectError::Stream(_) => Error::BadRequest("the request body could not be read".into()),
     })?;
+    if !is_json {
+        return Err(Error::BadRequest(
+            "the body must be JSON, sent with Content-Type: application/json".into(),
+        ));
+    }
     serde_json::from_slice(&bytes).map_err(|e| Error::BadRequest(format!("invalid JSON body: {e}")))
 }
 

@@ -1,0 +1,60 @@
+// Runs Feen's Workers under Miniflare (workerd), as wrangler.toml deploys them: a router Worker on
+// one hostname with a service binding to each function Worker. Configuration comes from the
+// environment (the same names as `wrangler secret` / vars); prints `listening on URL` when ready.
+//
+// Needs the Workers built first (functions/*/build, by scripts/build-workers.sh).
+import { Miniflare } from "miniflare";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const env = (name, fallback) => process.env[name] ?? fallback;
+const bindings = {
+  FEEN_KEYRING: env("FEEN_KEYRING"),
+  FEEN_SESSION_SECRET: env("FEEN_SESSION_SECRET"),
+  UPSTASH_REDIS_REST_URL: env("UPSTASH_REDIS_REST_URL"),
+  UPSTASH_REDIS_REST_TOKEN: env("UPSTASH_REDIS_REST_TOKEN"),
+  FEEN_REDIS_PREFIX: env("FEEN_REDIS_PREFIX", "feen:"),
+  FEEN_ALLOW_PRIVATE_UPSTREAMS: env("FEEN_ALLOW_PRIVATE_UPSTREAMS", "0"),
+  FEEN_COOKIE_SECURE: env("FEEN_COOKIE_SECURE", "1"),
+  FEEN_CLIENT_IP_HEADER: env("FEEN_CLIENT_IP_HEADER"),
+  FEEN_TRUSTED_PROXIES: env("FEEN_TRUSTED_PROXIES"),
+};
+for (const [k, v] of Object.entries(bindings)) if (v === undefined) delete bindings[k];
+
+const functions = ["auth", "keys", "shares", "proxy"];
+const worker = (name) => {
+  const build = path.join(root, "functions", name, "build");
+  return {
+    name,
+    modules: true,
+    scriptPath: path.join(build, "index.js"),
+    modulesRoot: build,
+    modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
+    compatibilityDate: "2025-09-01",
+    bindings,
+    hyperdrives: { DB: env("DATABASE_URL") },
+  };
+};
+
+// The router, as `wrangler.toml` deploys it on the hostname.
+const router = {
+  name: "router",
+  modules: true,
+  scriptPath: path.join(root, "functions/router/index.mjs"),
+  serviceBindings: { AUTH: "auth", KEYS: "keys", SHARES: "shares", PROXY: "proxy" },
+  compatibilityDate: "2025-09-01",
+};
+
+const mf = new Miniflare({
+  workers: [router, ...functions.map(worker)],
+  host: "127.0.0.1",
+  port: Number(env("PORT", "0")),
+  cf: false,
+});
+const url = await mf.ready;
+console.log(`listening on ${url.origin}`);
+process.on("SIGTERM", async () => {
+  await mf.dispose();
+  process.exit(0);
+});
