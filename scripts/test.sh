@@ -61,9 +61,8 @@ step "Workers: every function built as a Worker"
 bash scripts/build-workers.sh
 
 # The same suites, against the Workers under workerd (Miniflare), with PostgreSQL through
-# Hyperdrive and Redis over the Upstash REST protocol. Left out on this host until it has the idle
-# watchdog: a client disconnect is invisible to a Worker in local workerd (see ARCHITECTURE.md).
+# Hyperdrive and Redis over the Upstash REST protocol. (native_host is about the native process:
+# its logs, restarts and shutdown.)
 step "Workers: the end-to-end suites under workerd"
 FEEN_E2E_HOST=workers cargo nextest run --locked -p feen-e2e \
-    --test journey --test auth --test bad_input --test limits --test providers --test sdk \
-    -E 'not test(=a_stream_cut_by_the_client_records_the_tokens_seen)'
+    --test journey --test auth --test bad_input --test limits --test providers --test sdk

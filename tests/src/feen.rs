@@ -317,6 +317,8 @@ impl Feen {
             .env("FEEN_SESSION_SECRET", &secrets.session)
             .env("FEEN_ALLOW_PRIVATE_UPSTREAMS", "1")
             .env("FEEN_COOKIE_SECURE", "0")
+            // Short enough for the cut-stream test to see the watchdog within its wait.
+            .env("FEEN_STREAM_IDLE_SECS", "2")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap_or_else(|e| panic!("log file: {e}")))
             .stderr(log)

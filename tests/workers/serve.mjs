@@ -19,6 +19,7 @@ const bindings = {
   FEEN_COOKIE_SECURE: env("FEEN_COOKIE_SECURE", "1"),
   FEEN_CLIENT_IP_HEADER: env("FEEN_CLIENT_IP_HEADER"),
   FEEN_TRUSTED_PROXIES: env("FEEN_TRUSTED_PROXIES"),
+  FEEN_STREAM_IDLE_SECS: env("FEEN_STREAM_IDLE_SECS"),
 };
 for (const [k, v] of Object.entries(bindings)) if (v === undefined) delete bindings[k];
 
@@ -42,6 +43,7 @@ const router = {
   name: "router",
   modules: true,
   scriptPath: path.join(root, "functions/router/index.mjs"),
+  modulesRoot: path.join(root, "functions/router"),
   serviceBindings: { AUTH: "auth", KEYS: "keys", SHARES: "shares", PROXY: "proxy" },
   compatibilityDate: "2025-09-01",
 };

@@ -224,6 +224,9 @@ async fn proxy(
         settle,
     );
     let metered = Metered::new(body, meter, expected_len);
+    if let Some(idle_ms) = ctx.config.stream_idle_ms {
+        metered.watch(ctx.defer.clone(), idle_ms);
+    }
     let body = if filter_usage && format == Format::Sse {
         head.headers.remove(http::header::CONTENT_LENGTH);
         Body::from_stream(filter::Filtered::new(metered))

@@ -3,7 +3,8 @@
 //! away, records exactly one usage event and settles the request's reservation.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -115,10 +116,25 @@ impl Meter {
     }
 }
 
+/// What the body and its watchdog share: the meter until one of them finishes it, and when the
+/// client last had a chunk it has not pulled after.
+struct Shared {
+    meter: Mutex<Option<Meter>>,
+    delivered_at_us: AtomicU64,
+    awaiting_pull: AtomicBool,
+}
+
+impl Shared {
+    fn take(&self) -> Option<Meter> {
+        self.meter.lock().ok().and_then(|mut m| m.take())
+    }
+}
+
 /// A body that meters the body it wraps.
 pub struct Metered {
     inner: Body,
-    meter: Option<Meter>,
+    shared: Arc<Shared>,
+    clock: Arc<dyn Clock>,
     /// The upstream's `Content-Length`: servers stop polling a body once that many bytes are
     /// out, so reaching it is the end of the body.
     expected_len: Option<u64>,
@@ -127,13 +143,48 @@ pub struct Metered {
 
 impl Metered {
     /// Wraps `inner`, whose length is `expected_len` when the upstream said.
+    // On wasm the ports inside the meter are `!Send` by design (see `ports`); the `Arc` is the
+    // same type on every host, and wasm hosts are single-threaded.
+    #[cfg_attr(target_family = "wasm", allow(clippy::arc_with_non_send_sync))]
     pub fn new(inner: Body, meter: Meter, expected_len: Option<u64>) -> Self {
+        let clock = meter.clock.clone();
+        let shared = Arc::new(Shared {
+            meter: Mutex::new(Some(meter)),
+            delivered_at_us: AtomicU64::new(0),
+            awaiting_pull: AtomicBool::new(false),
+        });
         Self {
             inner,
-            meter: Some(meter),
+            shared,
+            clock,
             expected_len,
             seen_len: 0,
         }
+    }
+
+    /// On hosts where a client's disconnect never reaches the body (Workers), records the usage
+    /// once the client has not pulled the next chunk for `idle_ms`. Waiting for a slow upstream
+    /// does not count: only a chunk handed over and not followed by another pull does.
+    pub fn watch(&self, defer: Arc<dyn Defer>, idle_ms: u64) {
+        let (shared, clock, timer) = (self.shared.clone(), self.clock.clone(), defer.clone());
+        let step = (idle_ms / 4).clamp(50, 1000);
+        defer.defer(Box::pin(async move {
+            loop {
+                timer.sleep(step).await;
+                if shared.meter.lock().map_or(true, |m| m.is_none()) {
+                    return;
+                }
+                let idle_us = clock
+                    .monotonic_us()
+                    .saturating_sub(shared.delivered_at_us.load(Ordering::Relaxed));
+                if shared.awaiting_pull.load(Ordering::Relaxed) && idle_us >= idle_ms * 1000 {
+                    if let Some(meter) = shared.take() {
+                        meter.finish(Outcome::ClientDisconnected);
+                    }
+                    return;
+                }
+            }
+        }));
     }
 }
 
@@ -142,26 +193,34 @@ impl Stream for Metered {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
+        this.shared.awaiting_pull.store(false, Ordering::Relaxed);
         let polled = Pin::new(&mut this.inner).poll_next(cx);
         match &polled {
             Poll::Ready(Some(Ok(chunk))) => {
-                if let Some(meter) = this.meter.as_mut() {
+                if let Ok(mut meter) = this.shared.meter.lock()
+                    && let Some(meter) = meter.as_mut()
+                {
                     meter.parser.feed(chunk);
                 }
                 this.seen_len += chunk.len() as u64;
-                if this.expected_len.is_some_and(|len| this.seen_len >= len)
-                    && let Some(meter) = this.meter.take()
-                {
-                    meter.finish(Outcome::Completed);
+                if this.expected_len.is_some_and(|len| this.seen_len >= len) {
+                    if let Some(meter) = this.shared.take() {
+                        meter.finish(Outcome::Completed);
+                    }
+                } else {
+                    this.shared
+                        .delivered_at_us
+                        .store(this.clock.monotonic_us(), Ordering::Relaxed);
+                    this.shared.awaiting_pull.store(true, Ordering::Relaxed);
                 }
             }
             Poll::Ready(Some(Err(_))) => {
-                if let Some(meter) = this.meter.take() {
+                if let Some(meter) = this.shared.take() {
                     meter.finish(Outcome::UpstreamError);
                 }
             }
             Poll::Ready(None) => {
-                if let Some(meter) = this.meter.take() {
+                if let Some(meter) = this.shared.take() {
                     meter.finish(Outcome::Completed);
                 }
             }
@@ -173,7 +232,7 @@ impl Stream for Metered {
 
 impl Drop for Metered {
     fn drop(&mut self) {
-        if let Some(meter) = self.meter.take() {
+        if let Some(meter) = self.shared.take() {
             meter.finish(Outcome::ClientDisconnected);
         }
     }

@@ -300,4 +300,6 @@ pub type Deferred = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
 pub trait Defer: MaybeSendSync {
     /// Runs `work` in the background.
     fn defer(&self, work: Deferred);
+    /// A future that completes after `ms` milliseconds (for watchdogs inside deferred work).
+    fn sleep(&self, ms: u64) -> Deferred;
 }

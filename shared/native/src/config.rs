@@ -138,6 +138,7 @@ impl Settings {
             access: AccessKeys::new(&session),
             allow_private_upstreams: self.allow_private_upstreams,
             secure_cookies: self.cookie_secure.unwrap_or(!listen.ip().is_loopback()),
+            stream_idle_ms: None,
         })
     }
 }

@@ -27,4 +27,8 @@ impl Defer for Tasks {
     fn defer(&self, work: Deferred) {
         self.tracker.spawn(work);
     }
+
+    fn sleep(&self, ms: u64) -> Deferred {
+        Box::pin(tokio::time::sleep(std::time::Duration::from_millis(ms)))
+    }
 }

@@ -19,6 +19,10 @@ pub struct Config {
     pub allow_private_upstreams: bool,
     /// Whether cookies carry the `Secure` attribute (off only for plain-http local use).
     pub secure_cookies: bool,
+    /// Hosts on which a client disconnect is invisible to the proxy (Workers) set this: a
+    /// streamed response the client has not pulled from for this long is taken as abandoned and
+    /// its usage recorded. `None` where the host drops the body on disconnect (native, Spin).
+    pub stream_idle_ms: Option<u64>,
 }
 
 /// The ports and configuration a handler works with.

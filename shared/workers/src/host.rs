@@ -244,6 +244,10 @@ impl Defer for WaitUntil {
     fn defer(&self, work: Deferred) {
         self.0.wait_until(work);
     }
+
+    fn sleep(&self, ms: u64) -> Deferred {
+        Box::pin(worker::Delay::from(std::time::Duration::from_millis(ms)))
+    }
 }
 
 /// Usage events to the `USAGE` queue when bound (a consumer writes them in batches), otherwise
@@ -305,6 +309,14 @@ fn config(env: &worker::Env) -> worker::Result<Config> {
         access: AccessKeys::new(&session),
         allow_private_upstreams: text(env, "FEEN_ALLOW_PRIVATE_UPSTREAMS").as_deref() == Some("1"),
         secure_cookies: text(env, "FEEN_COOKIE_SECURE").as_deref() != Some("0"),
+        // A disconnect is invisible to a Worker (workerd neither drops nor cancels the stream).
+        stream_idle_ms: Some(
+            text(env, "FEEN_STREAM_IDLE_SECS")
+                .and_then(|s| s.parse::<u64>().ok())
+                .unwrap_or(30)
+                .max(1)
+                * 1000,
+        ),
     })
 }
 
