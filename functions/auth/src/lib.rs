@@ -401,19 +401,6 @@ fn retry_after(now: i64, window_ms: i64) -> u64 {
     u64::try_from((left + 999) / 1000).unwrap_or(1).max(1)
 }
 
-/// The Cloudflare Workers entry point: this function as a Worker of its own.
+// The Cloudflare Workers entry point: this function as a Worker of its own.
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
-#[worker::event(fetch)]
-async fn fetch(
-    req: worker::HttpRequest,
-    env: worker::Env,
-    ctx: worker::Context,
-) -> worker::Result<http::Response<worker::Body>> {
-    feen_workers::serve(
-        req,
-        env,
-        ctx,
-        |req, ctx| async move { handle(req, &ctx).await },
-    )
-    .await
-}
+feen_workers::fetch_entry!(handle);

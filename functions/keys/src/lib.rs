@@ -212,19 +212,6 @@ async fn get_json(ctx: &Ctx, user: &feen_core::ids::UserId, id: &KeyId) -> Resul
     Ok(json(StatusCode::OK, &key_json(&key)))
 }
 
-/// The Cloudflare Workers entry point: this function as a Worker of its own.
+// The Cloudflare Workers entry point: this function as a Worker of its own.
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
-#[worker::event(fetch)]
-async fn fetch(
-    req: worker::HttpRequest,
-    env: worker::Env,
-    ctx: worker::Context,
-) -> worker::Result<http::Response<worker::Body>> {
-    feen_workers::serve(
-        req,
-        env,
-        ctx,
-        |req, ctx| async move { handle(req, &ctx).await },
-    )
-    .await
-}
+feen_workers::fetch_entry!(handle);

@@ -2,7 +2,7 @@
 //! [`Kv::admit`] is one `EVALSHA` of [`ADMIT_SCRIPT`]: atomic across all replicas, one round trip.
 
 use feen_core::ports::{Adjustment, Admission, Counter, Guard, Kv, KvError};
-use feen_upstash::scripts::{ADD_SCRIPT, ADMIT_SCRIPT, SETTLE_SCRIPT};
+use feen_upstash::scripts::{ADD_SCRIPT, ADMIT_SCRIPT, SETTLE_SCRIPT, admission};
 use redis::aio::ConnectionManager;
 
 /// Redis through a reconnecting connection manager (commands are pipelined over one
@@ -54,10 +54,6 @@ fn err(e: redis::RedisError) -> KvError {
     KvError(e.to_string())
 }
 
-fn unsigned(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
-}
-
 #[async_trait::async_trait]
 impl Kv for RedisKv {
     async fn admit(
@@ -83,17 +79,7 @@ impl Kv for RedisKv {
         }
         let mut conn = self.conn.clone();
         let reply: Vec<i64> = invocation.invoke_async(&mut conn).await.map_err(err)?;
-        match reply.as_slice() {
-            [1, values @ ..] => Ok(Admission::Admitted {
-                values: values.iter().copied().map(unsigned).collect(),
-            }),
-            [2] => Ok(Admission::Stale),
-            [0, index, value] => Ok(Admission::Refused {
-                index: unsigned(*index) as usize,
-                value: unsigned(*value),
-            }),
-            _ => Err(KvError("unexpected reply from the admit script".into())),
-        }
+        admission(&reply)
     }
 
     async fn settle(&self, adjustments: &[Adjustment]) -> Result<(), KvError> {

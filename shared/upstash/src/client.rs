@@ -11,7 +11,7 @@ use feen_core::ports::{Adjustment, Admission, Counter, Guard, HttpClient, Kv, Kv
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use serde_json::{Value as Json, json};
 
-use crate::scripts::{ADD_SCRIPT, ADMIT_SCRIPT, SETTLE_SCRIPT, sha1};
+use crate::scripts::{ADD_SCRIPT, ADMIT_SCRIPT, SETTLE_SCRIPT, admission, sha1};
 
 /// The most bytes of a REST response read (Feen's values are small).
 const MAX_RESPONSE: usize = 1024 * 1024;
@@ -150,10 +150,6 @@ fn ints(value: &Json) -> Result<Vec<i64>, KvError> {
         .collect()
 }
 
-fn unsigned(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
-}
-
 #[cfg_attr(not(target_family = "wasm"), async_trait::async_trait)]
 #[cfg_attr(target_family = "wasm", async_trait::async_trait(?Send))]
 impl Kv for UpstashKv {
@@ -184,17 +180,7 @@ impl Kv for UpstashKv {
                 .script(&self.admit_sha, ADMIT_SCRIPT, keys, args)
                 .await?,
         )?;
-        match reply.as_slice() {
-            [1, values @ ..] => Ok(Admission::Admitted {
-                values: values.iter().copied().map(unsigned).collect(),
-            }),
-            [2] => Ok(Admission::Stale),
-            [0, index, value] => Ok(Admission::Refused {
-                index: unsigned(*index) as usize,
-                value: unsigned(*value),
-            }),
-            _ => Err(KvError("unexpected reply from the admit script".into())),
-        }
+        admission(&reply)
     }
 
     async fn settle(&self, adjustments: &[Adjustment]) -> Result<(), KvError> {

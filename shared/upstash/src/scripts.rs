@@ -1,6 +1,8 @@
 //! The Lua scripts Feen runs on Redis, shared by the RESP client (native) and the REST client
 //! (edge), so both backends have exactly the same semantics.
 
+use feen_core::ports::{Admission, KvError};
+
 /// The admission script. `KEYS[1]` is the guard key (ignored unless `ARGV[1]` is `1`, in which
 /// case it must hold `ARGV[2]`); `KEYS[i+1]` are the counters, each with four arguments from
 /// `ARGV[4i-1]`: limit, cost, expiry in ms, seed. A missing counter with a seed starts from it.
@@ -53,6 +55,22 @@ local value = redis.call('INCRBY', KEYS[1], ARGV[1])
 if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return value
 ";
+
+/// The admission script's reply as an [`Admission`].
+pub fn admission(reply: &[i64]) -> Result<Admission, KvError> {
+    let unsigned = |n: i64| u64::try_from(n).unwrap_or(0);
+    match reply {
+        [1, values @ ..] => Ok(Admission::Admitted {
+            values: values.iter().copied().map(unsigned).collect(),
+        }),
+        [2] => Ok(Admission::Stale),
+        [0, index, value] => Ok(Admission::Refused {
+            index: unsigned(*index) as usize,
+            value: unsigned(*value),
+        }),
+        _ => Err(KvError("unexpected reply from the admit script".into())),
+    }
+}
 
 /// The SHA-1 of a script, as `EVALSHA` names it.
 pub fn sha1(script: &str) -> String {

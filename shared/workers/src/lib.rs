@@ -17,3 +17,27 @@ mod host;
 
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 pub use host::*;
+
+/// The `#[event(fetch)]` entry point of a function Worker, calling the function's
+/// `handle(req, &ctx)`: `feen_workers::fetch_entry!(handle);` in a function crate, behind
+/// `#[cfg(all(target_arch = "wasm32", target_os = "unknown"))]`.
+#[macro_export]
+macro_rules! fetch_entry {
+    ($handle:path) => {
+        /// The Cloudflare Workers entry point: this function as a Worker of its own.
+        #[worker::event(fetch)]
+        async fn fetch(
+            req: worker::HttpRequest,
+            env: worker::Env,
+            ctx: worker::Context,
+        ) -> worker::Result<http::Response<worker::Body>> {
+            $crate::serve(
+                req,
+                env,
+                ctx,
+                |req, ctx| async move { $handle(req, &ctx).await },
+            )
+            .await
+        }
+    };
+}
