@@ -329,8 +329,7 @@ impl Feen {
             .stdout(log.try_clone().unwrap_or_else(|e| panic!("log file: {e}")))
             .stderr(log)
             // node starts workerd as a child: a group of their own lets the whole tree be ended.
-            .process_group(0)
-            .kill_on_drop(true);
+            .process_group(0);
         for (k, v) in &options.env {
             cmd.env(k, v);
         }
@@ -371,6 +370,12 @@ impl Drop for Feen {
         if let Some(pid) = self.child.as_ref().and_then(Child::id)
             && std::env::var("FEEN_E2E_HOST").as_deref() == Ok("workers")
         {
+            // SIGTERM first: serve.mjs disposes of Miniflare, which stops its workerd.
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
+            std::thread::sleep(Duration::from_millis(500));
             let _ = std::process::Command::new("kill")
                 .arg("-KILL")
                 .arg(format!("-{pid}"))
