@@ -364,8 +364,8 @@ impl Feen {
 }
 
 impl Drop for Feen {
-    /// Ends the host's whole process group (the Workers host: node and the workerd it started),
-    /// so nothing outlives the test.
+    /// Ends the Workers host gracefully, so the workerd that node started does not outlive the
+    /// test.
     fn drop(&mut self) {
         if let Some(pid) = self.child.as_ref().and_then(Child::id)
             && std::env::var("FEEN_E2E_HOST").as_deref() == Ok("workers")
