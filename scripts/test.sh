@@ -60,8 +60,9 @@ fi
 step "Workers: every function built as a Worker"
 bash scripts/build-workers.sh
 
-# The same suites run against the Workers under workerd with `FEEN_E2E_HOST=workers` (41/41 pass
-# by hand, two workerd at a time, 72 s). Not part of this command yet: runs of it inside CI
-# rehearsals ended the session running them, cause not yet found. Run by hand:
-#   FEEN_E2E_HOST=workers cargo nextest run -p feen-e2e --test-threads 2 --test journey --test auth \
-#     --test bad_input --test limits --test providers --test sdk
+step "the end-to-end suites again, against the Workers under Miniflare/workerd"
+# The same tests and assertions as on the native host; two workerd at a time (each compiles four
+# Workers at start-up).
+FEEN_E2E_HOST=workers cargo nextest run --locked -p feen-e2e --test-threads 2 \
+    --test journey --test auth --test bad_input --test limits --test providers --test sdk
+echo "workerd processes left behind: $(pgrep -c workerd || true)"
