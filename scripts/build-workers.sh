@@ -24,7 +24,7 @@ fi
 export WASM_BINDGEN_BIN="$(command -v wasm-bindgen)"
 export ESBUILD_BIN="$PWD/tests/workers/node_modules/.bin/esbuild"
 export WASM_OPT_BIN="$PWD/tests/workers/node_modules/.bin/wasm-opt"
-for function in auth keys shares proxy; do
+for function in auth keys shares proxy jobs; do
     log "building functions/$function"
     (cd "functions/$function" && worker-build --release >/dev/null)
     wasm="functions/$function/build/index_bg.wasm"

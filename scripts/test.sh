@@ -41,7 +41,7 @@ step "lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "the Workers host and the functions build and lint for wasm32-unknown-unknown"
-cargo clippy --locked --target wasm32-unknown-unknown -p feen-workers -p feen-auth -p feen-keys -p feen-shares -p feen-proxy -- -D warnings
+cargo clippy --locked --target wasm32-unknown-unknown -p feen-workers -p feen-auth -p feen-keys -p feen-shares -p feen-proxy -p feen-jobs -- -D warnings
 
 step "the core builds for both wasm targets"
 cargo build --locked -p feen-core -p feen-store -p feen-service --target wasm32-unknown-unknown

@@ -143,6 +143,8 @@ pub struct Feen {
     pub base: String,
     /// Its data directory.
     pub data_dir: PathBuf,
+    /// Its database: `postgres://…`, or the embedded SQLite file.
+    database: String,
     log_path: PathBuf,
     child: Option<Child>,
 }
@@ -247,9 +249,16 @@ impl Feen {
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", binary().display()));
+        let database = match &options.backend {
+            Backend::Embedded => data_dir.join("feen.sqlite").display().to_string(),
+            Backend::Shared { database_url, .. } | Backend::SharedRest { database_url, .. } => {
+                database_url.clone()
+            }
+        };
         let feen = Self {
             base: format!("http://127.0.0.1:{port}"),
             data_dir,
+            database,
             log_path,
             child: Some(child),
         };
@@ -337,11 +346,65 @@ impl Feen {
         let feen = Self {
             base: format!("http://127.0.0.1:{port}"),
             data_dir,
+            database: database_url,
             log_path,
             child: Some(child),
         };
         feen.wait_ready().await;
         feen
+    }
+
+    /// A connection to this Feen's database, for tests that must look at or age stored rows.
+    pub async fn db(&self) -> std::sync::Arc<dyn feen_core::ports::Db> {
+        if self.database.starts_with("postgres") {
+            let db = feen_native::db::PgDb::connect(&self.database, 2, None).await;
+            std::sync::Arc::new(db.unwrap_or_else(|e| panic!("PostgreSQL: {e}")))
+        } else {
+            let db = feen_native::db::SqliteDb::open(Path::new(&self.database)).await;
+            std::sync::Arc::new(db.unwrap_or_else(|e| panic!("SQLite: {e}")))
+        }
+    }
+
+    /// Runs the periodic jobs once, the way this host runs them: `feen jobs` beside
+    /// `feen serve`; the jobs Worker's cron trigger under workerd.
+    pub async fn run_jobs(&self) {
+        if std::env::var("FEEN_E2E_HOST").as_deref() == Ok("workers") {
+            let resp = crate::http_client()
+                .post(format!(
+                    "{}/cdn-cgi/handler/scheduled?cron=17+*+*+*+*",
+                    self.base
+                ))
+                .header("MF-Route-Override", "jobs")
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("cron trigger: {e}"));
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            assert_eq!(
+                (status.as_u16(), text.as_str()),
+                (200, "ok"),
+                "cron trigger failed; log:\n{}",
+                self.logs()
+            );
+            return;
+        }
+        let mut cmd = Command::new(binary());
+        cmd.arg("jobs")
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .env_remove("DATABASE_URL");
+        if self.database.starts_with("postgres") {
+            cmd.env("DATABASE_URL", &self.database);
+        }
+        let out = cmd
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("feen jobs: {e}"));
+        assert!(
+            out.status.success(),
+            "feen jobs failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Stops Feen with SIGTERM (a graceful shutdown) and waits for it to exit.
@@ -375,7 +438,16 @@ impl Drop for Feen {
                 .arg("-TERM")
                 .arg(pid.to_string())
                 .status();
-            std::thread::sleep(Duration::from_millis(500));
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline
+                && self
+                    .child
+                    .as_mut()
+                    .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            // Whatever is left of the group (nothing, when the dispose worked).
             let _ = std::process::Command::new("kill")
                 .arg("-KILL")
                 .arg(format!("-{pid}"))

@@ -328,3 +328,66 @@ async fn registering_twice_with_one_email_is_a_conflict() {
         (StatusCode::CONFLICT, "conflict")
     );
 }
+
+#[tokio::test]
+async fn the_periodic_jobs_purge_expired_refresh_tokens_and_only_those() {
+    // Needs the database behind the host, so always a Feen of its own.
+    let feen = Feen::start().await;
+    let api = Api::new(&feen.base);
+    let user = api.signup("purge").await;
+    let db = feen.db().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    // The login's refresh token expired two days ago (past the one-day grace).
+    let aged = db
+        .execute(
+            "UPDATE sessions SET expires_at = $1 WHERE user_id = $2",
+            &[(now - 2 * 86_400_000).into(), user.id.as_str().into()],
+        )
+        .await
+        .expect("age the session");
+    assert_eq!(aged, 1);
+    let fresh = api
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"email": user.email, "password": user.password}),
+        )
+        .await
+        .str("/refreshToken");
+    let count = |db: std::sync::Arc<dyn feen_core::ports::Db>, user: String| async move {
+        let rows = db
+            .query(
+                "SELECT COUNT(*) FROM sessions WHERE user_id = $1",
+                &[user.as_str().into()],
+            )
+            .await
+            .expect("count sessions");
+        rows[0].int(0).expect("a count")
+    };
+    assert_eq!(count(db.clone(), user.id.clone()).await, 2);
+
+    feen.run_jobs().await;
+    assert_eq!(count(db.clone(), user.id.clone()).await, 1);
+    let purged = api
+        .post(
+            "/api/auth/refresh",
+            None,
+            json!({"refreshToken": user.refresh}),
+        )
+        .await;
+    assert_eq!(
+        (purged.status, purged.body["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_token"))
+    );
+    let kept = api
+        .post("/api/auth/refresh", None, json!({"refreshToken": fresh}))
+        .await;
+    assert_eq!(kept.status, StatusCode::OK, "{}", kept.text);
+
+    // A second run finds nothing more to do.
+    feen.run_jobs().await;
+    assert_eq!(count(db, user.id.clone()).await, 2, "the refresh added one");
+}

@@ -163,8 +163,16 @@ async fn journey(api: Api) {
 
 #[tokio::test]
 async fn the_whole_journey_works_on_the_embedded_default() {
-    let (api, _feen) = target(Backend::Embedded).await;
+    let (api, feen) = target(Backend::Embedded).await;
     journey(api).await;
+    // On Workers the usage went through the queue and its consumer, not the direct fallback.
+    if let Some(feen) = feen {
+        assert!(
+            !feen.logs().contains("writing usage directly"),
+            "{}",
+            feen.logs()
+        );
+    }
 }
 
 #[tokio::test]

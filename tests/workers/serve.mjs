@@ -23,7 +23,13 @@ const bindings = {
 };
 for (const [k, v] of Object.entries(bindings)) if (v === undefined) delete bindings[k];
 
-const functions = ["auth", "keys", "shares", "proxy"];
+const functions = ["auth", "keys", "shares", "proxy", "jobs"];
+// The usage queue, as `functions/{proxy,jobs}/wrangler.toml` declare it (a short batch timeout
+// so that tests see usage within a second).
+const extra = {
+  proxy: { queueProducers: { USAGE: "feen-usage" } },
+  jobs: { queueConsumers: { "feen-usage": { maxBatchSize: 100, maxBatchTimeout: 1 } } },
+};
 const worker = (name) => {
   const build = path.join(root, "functions", name, "build");
   return {
@@ -35,6 +41,7 @@ const worker = (name) => {
     compatibilityDate: "2025-09-01",
     bindings,
     hyperdrives: { DB: env("DATABASE_URL") },
+    ...extra[name],
   };
 };
 
@@ -53,6 +60,8 @@ const mf = new Miniflare({
   host: "127.0.0.1",
   port: Number(env("PORT", "0")),
   cf: false,
+  // Lets a test run the cron trigger: POST /cdn-cgi/handler/scheduled with `MF-Route-Override: jobs`.
+  unsafeTriggerHandlers: true,
 });
 const url = await mf.ready;
 console.log(`listening on ${url.origin}`);

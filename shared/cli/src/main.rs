@@ -1,6 +1,6 @@
 //! `feen`: the command line. `feen serve` runs every Feen function in one process (embedded
 //! SQLite and in-process counters by default; PostgreSQL and Redis when configured);
-//! `feen migrate` applies the database migrations.
+//! `feen migrate` applies the database migrations; `feen jobs` runs the periodic jobs once.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,6 +31,13 @@ enum Command {
         #[arg(long, env = "FEEN_LISTEN", default_value = "127.0.0.1:8787")]
         listen: SocketAddr,
         /// Where the embedded database and the generated secrets live.
+        #[arg(long, env = "FEEN_DATA_DIR", default_value = "feen-data")]
+        data_dir: PathBuf,
+    },
+    /// Run the periodic jobs once (for a scheduler of your own; `feen serve` runs them hourly)
+    /// and print what they did as JSON.
+    Jobs {
+        /// Where the embedded database lives (when DATABASE_URL is not set).
         #[arg(long, env = "FEEN_DATA_DIR", default_value = "feen-data")]
         data_dir: PathBuf,
     },
@@ -78,6 +85,14 @@ async fn shutdown_signal() {
     }
 }
 
+async fn jobs(settings: &Settings, data_dir: &std::path::Path) -> Result<(), String> {
+    let (db, _) = feen_native::server::open_db(settings, data_dir).await?;
+    let report = feen_native::server::run_jobs(db.as_ref()).await?;
+    let json = serde_json::to_string(&report).map_err(|e| e.to_string())?;
+    use std::io::Write;
+    writeln!(std::io::stdout(), "{json}").map_err(|e| e.to_string())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -93,6 +108,7 @@ async fn main() -> ExitCode {
         Command::Serve { listen, data_dir } => {
             feen_native::server::serve(settings, listen, data_dir, shutdown_signal()).await
         }
+        Command::Jobs { data_dir } => jobs(&settings, &data_dir).await,
         Command::Migrate { data_dir } => feen_native::server::open_db(&settings, &data_dir)
             .await
             .map(|(_, name)| {

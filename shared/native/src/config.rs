@@ -47,6 +47,9 @@ pub struct Settings {
     pub cookie_secure: Option<bool>,
     /// `FEEN_CLIENT_IP_HEADER` and `FEEN_TRUSTED_PROXIES`.
     pub client_ip: ClientIpSource,
+    /// `FEEN_JOBS_INTERVAL_SECS`: how often `feen serve` runs the periodic jobs (0: never, for
+    /// deployments that run `feen jobs` from a scheduler of their own).
+    pub jobs_interval_secs: u64,
 }
 
 impl std::fmt::Debug for Settings {
@@ -110,6 +113,12 @@ impl Settings {
             allow_private_upstreams: flag("FEEN_ALLOW_PRIVATE_UPSTREAMS")?.unwrap_or(false),
             cookie_secure: flag("FEEN_COOKIE_SECURE")?,
             client_ip: client_ip_source(var("FEEN_CLIENT_IP_HEADER"), var("FEEN_TRUSTED_PROXIES"))?,
+            jobs_interval_secs: match var("FEEN_JOBS_INTERVAL_SECS") {
+                None => 3600,
+                Some(v) => v.trim().parse().map_err(|_| {
+                    format!("FEEN_JOBS_INTERVAL_SECS must be a number of seconds, not {v:?}")
+                })?,
+            },
         })
     }
 

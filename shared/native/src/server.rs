@@ -154,6 +154,12 @@ pub async fn serve(
         memo: Arc::new(Memo::new()),
         config: Arc::new(config),
     };
+    let jobs = (settings.jobs_interval_secs > 0).then(|| {
+        tokio::spawn(run_jobs_every(
+            ctx.db.clone(),
+            Duration::from_secs(settings.jobs_interval_secs),
+        ))
+    });
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| format!("listening on {listen}: {e}"))?;
@@ -193,6 +199,9 @@ pub async fn serve(
         }
     }
     drop(listener);
+    if let Some(jobs) = jobs {
+        jobs.abort();
+    }
     tracing::info!("shutting down: finishing in-flight requests");
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
         .await
@@ -215,6 +224,31 @@ pub async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Runs the periodic jobs once (`feen jobs`, and each tick of `feen serve`'s timer).
+pub async fn run_jobs(db: &dyn Db) -> Result<feen_jobs::Report, String> {
+    let now = feen_core::ports::Clock::now_ms(&SystemClock);
+    feen_jobs::periodic(db, now)
+        .await
+        .map_err(|e| format!("periodic jobs: {e}"))
+}
+
+/// `feen serve`'s timer: the periodic jobs a minute after start, then every `every`.
+async fn run_jobs_every(db: Arc<dyn Db>, every: Duration) {
+    let first = tokio::time::Instant::now() + every.min(Duration::from_secs(60));
+    let mut ticks = tokio::time::interval_at(first, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match run_jobs(db.as_ref()).await {
+            Ok(report) => tracing::info!(
+                sessions_purged = report.sessions_purged,
+                "periodic jobs done"
+            ),
+            Err(e) => tracing::warn!(error = %e, "periodic jobs failed; retrying at the next tick"),
+        }
+    }
 }
 
 type OutBody = UnsyncBoxBody<Bytes, StreamError>;

@@ -264,7 +264,15 @@ impl UsageSink for QueueSink {
         let db = self.db.clone();
         self.context.wait_until(async move {
             let sent = match &queue {
-                Some(queue) => queue.send(&event).await.is_ok(),
+                Some(queue) => match queue.send(&event).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        worker::console_error!(
+                            "feen: usage queue unavailable ({e}); writing usage directly"
+                        );
+                        false
+                    }
+                },
                 None => false,
             };
             if !sent {
