@@ -413,11 +413,7 @@ impl Feen {
             panic!("already stopped")
         };
         if let Some(pid) = child.id() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(pid.to_string())
-                .status()
-                .await;
+            signal("TERM", &pid.to_string());
         }
         match tokio::time::timeout(Duration::from_secs(40), child.wait()).await {
             Ok(Ok(status)) => status,
@@ -434,10 +430,7 @@ impl Drop for Feen {
             && std::env::var("FEEN_E2E_HOST").as_deref() == Ok("workers")
         {
             // SIGTERM first: serve.mjs disposes of Miniflare, which stops its workerd.
-            let _ = std::process::Command::new("kill")
-                .arg("-TERM")
-                .arg(pid.to_string())
-                .status();
+            signal("TERM", &pid.to_string());
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline
                 && self
@@ -448,10 +441,21 @@ impl Drop for Feen {
                 std::thread::sleep(Duration::from_millis(20));
             }
             // Whatever is left of the group (nothing, when the dispose worked).
-            let _ = std::process::Command::new("kill")
-                .arg("-KILL")
-                .arg(format!("-{pid}"))
-                .status();
+            signal("KILL", &format!("-{pid}"));
         }
     }
+}
+
+/// Sends signal `name` to `target` (a pid, or `-PGID` for a process group) with `kill(1)`.
+///
+/// The target goes after `--`: procps-ng 4.0's `kill -KILL -14949` reads the group as `-1` (its
+/// first digit) and signals every process the caller may signal, which as root is the whole
+/// machine.
+fn signal(name: &str, target: &str) {
+    let _ = std::process::Command::new("kill")
+        .args(["-s", name, "--", target])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
