@@ -2,6 +2,8 @@
 # Builds every function as a Cloudflare Worker (functions/*/build: index.js + index_bg.wasm),
 # offline: worker-build, wasm-bindgen, esbuild and wasm-opt are installed when missing and used
 # from where they are, never downloaded by worker-build itself (see shared/design/platforms.md).
+# Each build runs as `wrangler deploy --dry-run`, so every wrangler.toml (the router's too) is
+# also checked the way a deploy reads it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,9 +26,23 @@ fi
 export WASM_BINDGEN_BIN="$(command -v wasm-bindgen)"
 export ESBUILD_BIN="$PWD/tests/workers/node_modules/.bin/esbuild"
 export WASM_OPT_BIN="$PWD/tests/workers/node_modules/.bin/wasm-opt"
+export WRANGLER_SEND_METRICS=false
+wrangler="$PWD/tests/workers/node_modules/.bin/wrangler"
+dry_run() {
+    local out
+    out=$(mktemp -d)
+    if ! "$wrangler" deploy --dry-run --outdir "$out" >"$out.log" 2>&1; then
+        cat "$out.log" >&2
+        return 1
+    fi
+    grep -E "^Total Upload" "$out.log" || true
+    rm -rf "$out" "$out.log"
+}
 for function in auth keys shares proxy jobs; do
-    log "building functions/$function"
-    (cd "functions/$function" && worker-build --release >/dev/null)
+    log "building functions/$function (wrangler deploy --dry-run)"
+    (cd "functions/$function" && dry_run)
     wasm="functions/$function/build/index_bg.wasm"
     log "$function: $(stat -c %s "$wasm") bytes, $(gzip -9c "$wasm" | wc -c) gzipped"
 done
+log "the router (wrangler.toml)"
+dry_run
