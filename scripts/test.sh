@@ -65,4 +65,4 @@ step "the end-to-end suites again, against the Workers under Miniflare/workerd"
 # Workers at start-up).
 FEEN_E2E_HOST=workers cargo nextest run --locked -p feen-e2e --test-threads 2 \
     --test journey --test auth --test bad_input --test limits --test providers --test sdk
-echo "workerd processes left behind: $(pgrep -c workerd || true)"
+sleep 1; echo "workerd processes left behind: $(pgrep -c -x workerd || true)"
