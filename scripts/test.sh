@@ -28,7 +28,7 @@ if [ -z "${FEEN_PYTHON:-}" ]; then
 fi
 
 step "the official JavaScript clients the stand-ins are proved with"
-[ -d tests/standins/node_modules/@upstash/redis ] || npm ci --prefix tests/standins --no-audit --no-fund
+[ -d tests/standins/node_modules/@neondatabase/serverless ] || npm ci --prefix tests/standins --no-audit --no-fund
 
 step "toolchain"
 rustup target add wasm32-unknown-unknown wasm32-wasip2 >/dev/null 2>&1 || true
