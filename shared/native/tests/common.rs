@@ -48,6 +48,28 @@ pub async fn sqlite() -> Arc<dyn Db> {
 
 /// A migrated PostgreSQL schema of its own.
 pub async fn postgres() -> Arc<dyn Db> {
+    postgres_schema().await.1
+}
+
+/// A migrated PostgreSQL schema of its own, reached over SQL over HTTP (Neon's protocol) through
+/// the stand-in.
+pub async fn postgres_over_http() -> Arc<dyn Db> {
+    let (schema, _) = postgres_schema().await;
+    let addr = feen_standins::neon::spawn("127.0.0.1:0")
+        .await
+        .expect("SQL-over-HTTP stand-in");
+    let dsn = format!(
+        "{}?options=-csearch_path%3D{schema}",
+        database_url().replace("postgres://", "postgresql://")
+    );
+    let http = feen_native::outbound::ReqwestHttp::new(true).expect("http client");
+    let db = feen_neon::NeonDb::new(Arc::new(http), &format!("http://{addr}/sql"), &dsn)
+        .expect("driver");
+    Arc::new(db)
+}
+
+/// A migrated PostgreSQL schema of its own: its name, and a pool that uses it.
+async fn postgres_schema() -> (String, Arc<dyn Db>) {
     let schema = unique("t_");
     let admin = PgDb::connect(&database_url(), 1, None)
         .await
@@ -60,5 +82,5 @@ pub async fn postgres() -> Arc<dyn Db> {
         .await
         .expect("connect");
     db.migrate().await.expect("migrate postgres");
-    Arc::new(db)
+    (schema, Arc::new(db))
 }

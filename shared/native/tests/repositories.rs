@@ -1,5 +1,5 @@
-//! The repository suite: every repository function against the real PostgreSQL and SQLite, the
-//! same assertions on both.
+//! The repository suite: every repository function against the real PostgreSQL (directly, and
+//! over SQL over HTTP through the stand-in) and SQLite, the same assertions on all three.
 
 mod common;
 
@@ -463,7 +463,7 @@ async fn usage_events_are_written_once(db: Arc<dyn Db>) {
     assert_eq!(third, Some(events[2].clone()));
 }
 
-macro_rules! on_both {
+macro_rules! on_every_database {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $(#[tokio::test] async fn $name() { super::$name(crate::common::sqlite().await).await })*
@@ -471,10 +471,13 @@ macro_rules! on_both {
         mod postgres {
             $(#[tokio::test] async fn $name() { super::$name(crate::common::postgres().await).await })*
         }
+        mod postgres_over_http {
+            $(#[tokio::test] async fn $name() { super::$name(crate::common::postgres_over_http().await).await })*
+        }
     };
 }
 
-on_both!(
+on_every_database!(
     users_are_unique_by_email,
     keys_belong_to_their_owner,
     shares_resolve_for_the_proxy_until_revoked,
