@@ -108,9 +108,8 @@ async fn an_unreachable_or_refusing_database_is_unavailable_and_bad_sql_is_not()
         db.query("SELECT * FROM no_such_table", &[]).await,
         Err(DbError::Other(_))
     ));
-    assert_eq!(
-        format!("{db:?}").contains("feen:feen"),
-        false,
+    assert!(
+        !format!("{db:?}").contains("feen:feen"),
         "Debug hides the password"
     );
 }
