@@ -1,8 +1,10 @@
 //! Feen function: background work, on every host. [`store_usage`] writes a batch of usage
-//! events (the Workers usage queue's consumer); [`periodic`] runs the periodic jobs (a cron
-//! trigger on Workers, a timer in `feen serve`, `feen jobs` for any other scheduler).
+//! events (the Workers usage queue's consumer); [`enqueue_usage`] and [`drain_usage`] are the
+//! usage queue of hosts without one (a Redis list: Spin); [`periodic`] runs the periodic jobs (a
+//! cron trigger on Workers, a timer in `feen serve`, `feen jobs` or the jobs endpoint for any
+//! other scheduler).
 
-use feen_core::ports::{Db, DbError};
+use feen_core::ports::{Db, DbError, Kv, KvError};
 use feen_core::usage::UsageEvent;
 use serde::Serialize;
 
@@ -12,19 +14,129 @@ mod workers;
 /// How long a refresh token's row is kept after it expired.
 pub const SESSION_GRACE_MS: i64 = 86_400_000;
 
+/// The Redis list usage events wait in on hosts without a queue service.
+pub const USAGE_LIST: &str = "usage:queue";
+/// Held while a drain runs, so that two drains never trim each other's events.
+const DRAIN_LOCK: &str = "usage:drain-lock";
+/// Set when a drain has been scheduled, so that a burst of requests schedules one.
+const DRAIN_SOON: &str = "usage:drain-soon";
+/// How long a drain may hold the lock (it gives it back when done).
+const DRAIN_LOCK_MS: u64 = 30_000;
+/// Events written per statement.
+const BATCH: usize = 500;
+/// The most batches one drain writes (later events wait for the next drain).
+const MAX_BATCHES: usize = 20;
+/// How long after an event the drain it scheduled runs: events arriving meanwhile join it.
+pub const DRAIN_DELAY_MS: u64 = 1_000;
+
+/// Why a job failed.
+#[derive(Debug)]
+pub enum JobError {
+    /// The database failed.
+    Db(DbError),
+    /// The counter store failed.
+    Kv(KvError),
+}
+
+impl std::fmt::Display for JobError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JobError::Db(e) => e.fmt(f),
+            JobError::Kv(e) => e.fmt(f),
+        }
+    }
+}
+
+impl From<DbError> for JobError {
+    fn from(e: DbError) -> Self {
+        JobError::Db(e)
+    }
+}
+
+impl From<KvError> for JobError {
+    fn from(e: KvError) -> Self {
+        JobError::Kv(e)
+    }
+}
+
+impl From<JobError> for feen_core::Error {
+    fn from(e: JobError) -> Self {
+        match e {
+            JobError::Db(e) => e.into(),
+            JobError::Kv(e) => e.into(),
+        }
+    }
+}
+
 /// What one run of the periodic jobs did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Report {
     /// Expired refresh tokens deleted.
     pub sessions_purged: u64,
+    /// Usage events moved from the usage list to the database.
+    pub usage_drained: u64,
 }
 
-/// Runs every periodic job once. Each job is idempotent, so overlapping or repeated runs (a
-/// retried cron, two replicas' timers) do no harm.
-pub async fn periodic(db: &dyn Db, now: i64) -> Result<Report, DbError> {
+/// Runs every periodic job once; `usage_list` is the store holding the usage list, on hosts
+/// that queue usage there. Each job is idempotent, so overlapping or repeated runs (a retried
+/// cron, two replicas' timers) do no harm.
+pub async fn periodic(
+    db: &dyn Db,
+    usage_list: Option<&dyn Kv>,
+    now: i64,
+) -> Result<Report, JobError> {
     let sessions_purged = feen_store::sessions::purge_expired(db, now - SESSION_GRACE_MS).await?;
-    Ok(Report { sessions_purged })
+    let usage_drained = match usage_list {
+        Some(kv) => drain_usage(db, kv).await?,
+        None => 0,
+    };
+    Ok(Report {
+        sessions_purged,
+        usage_drained,
+    })
+}
+
+/// Puts a usage event on the usage list. Returns true when the caller should run
+/// [`drain_usage`] in [`DRAIN_DELAY_MS`] (no drain is scheduled yet).
+pub async fn enqueue_usage(kv: &dyn Kv, event: &UsageEvent) -> Result<bool, KvError> {
+    let json = serde_json::to_string(event).map_err(|e| KvError(e.to_string()))?;
+    kv.list_push(USAGE_LIST, &json).await?;
+    kv.set_if_absent(DRAIN_SOON, "1", DRAIN_DELAY_MS).await
+}
+
+/// Moves usage events from the usage list to the database in batches, oldest first: each batch
+/// is written (idempotently) before it leaves the list, so a failure loses nothing and a retry
+/// writes nothing twice. One drain at a time: a drain that finds another running returns 0.
+pub async fn drain_usage(db: &dyn Db, kv: &dyn Kv) -> Result<u64, JobError> {
+    if !kv.set_if_absent(DRAIN_LOCK, "1", DRAIN_LOCK_MS).await? {
+        return Ok(0);
+    }
+    let result = drain_locked(db, kv).await;
+    kv.delete(&[DRAIN_LOCK.to_owned()]).await?;
+    result
+}
+
+async fn drain_locked(db: &dyn Db, kv: &dyn Kv) -> Result<u64, JobError> {
+    let mut drained = 0;
+    for _ in 0..MAX_BATCHES {
+        let items = kv.list_front(USAGE_LIST, BATCH).await?;
+        if items.is_empty() {
+            break;
+        }
+        let decoded = decode(
+            items
+                .iter()
+                .map(|item| serde_json::from_str(item).unwrap_or(serde_json::Value::Null)),
+        );
+        store_usage(db, &decoded.events).await?;
+        kv.list_drop_front(USAGE_LIST, items.len()).await?;
+        drained += decoded.events.len() as u64;
+        if items.len() < BATCH {
+            break;
+        }
+    }
+    Ok(drained)
 }
 
 /// A batch of queue messages decoded: the usage events, and how many messages were not one

@@ -43,7 +43,7 @@ async fn scheduled(
 ) {
     let run = async {
         let db = HyperdriveDb::new(&env, "DB").map_err(|e| e.to_string())?;
-        crate::periodic(&db, WorkerClock.now_ms())
+        crate::periodic(&db, None, WorkerClock.now_ms())
             .await
             .map_err(|e| e.to_string())
     };

@@ -242,6 +242,12 @@ pub trait Kv: MaybeSendSync {
     async fn set_if_absent(&self, key: &str, value: &str, ttl_ms: u64) -> Result<bool, KvError>;
     /// Removes keys.
     async fn delete(&self, keys: &[String]) -> Result<(), KvError>;
+    /// Appends a value to the list at `key` (a queue; lists do not expire). Returns its length.
+    async fn list_push(&self, key: &str, value: &str) -> Result<u64, KvError>;
+    /// The first `n` values of the list at `key`, oldest first (empty when there is none).
+    async fn list_front(&self, key: &str, n: usize) -> Result<Vec<String>, KvError>;
+    /// Removes the first `n` values of the list at `key`.
+    async fn list_drop_front(&self, key: &str, n: usize) -> Result<(), KvError>;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 //! The in-process counter store and cache of the embedded default: the same semantics as the
 //! Redis store, for a single process.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,11 @@ use feen_core::ports::{Adjustment, Admission, Counter, Guard, Kv, KvError};
 enum Entry {
     Count(i64),
     Text(String),
+    List(VecDeque<String>),
 }
+
+/// Lists do not expire; their entries carry this far-off deadline.
+const NEVER: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 /// Counters and cache entries in a mutex-guarded map. Expired entries are dropped when touched
 /// and swept every few thousand writes.
@@ -138,7 +142,8 @@ impl Kv for MemoryKv {
         Ok(match self.lock()?.live(key, now) {
             Some(Entry::Text(text)) => Some(text.clone()),
             Some(Entry::Count(n)) => Some(n.to_string()),
-            None => None,
+            // Redis answers WRONGTYPE; a list is never read as a value here.
+            Some(Entry::List(_)) | None => None,
         })
     }
 
@@ -170,6 +175,38 @@ impl Kv for MemoryKv {
         let mut map = self.lock()?;
         for key in keys {
             map.entries.remove(key);
+        }
+        Ok(())
+    }
+
+    async fn list_push(&self, key: &str, value: &str) -> Result<u64, KvError> {
+        let now = Instant::now();
+        let mut map = self.lock()?;
+        if let Some(Entry::List(list)) = map.live(key, now) {
+            list.push_back(value.to_owned());
+            return Ok(list.len() as u64);
+        }
+        let list = VecDeque::from([value.to_owned()]);
+        map.entries
+            .insert(key.to_owned(), (Entry::List(list), now + NEVER));
+        Ok(1)
+    }
+
+    async fn list_front(&self, key: &str, n: usize) -> Result<Vec<String>, KvError> {
+        let mut map = self.lock()?;
+        Ok(match map.live(key, Instant::now()) {
+            Some(Entry::List(list)) => list.iter().take(n).cloned().collect(),
+            _ => Vec::new(),
+        })
+    }
+
+    async fn list_drop_front(&self, key: &str, n: usize) -> Result<(), KvError> {
+        let mut map = self.lock()?;
+        if let Some(Entry::List(list)) = map.live(key, Instant::now()) {
+            list.drain(..n.min(list.len()));
+            if list.is_empty() {
+                map.entries.remove(key);
+            }
         }
         Ok(())
     }

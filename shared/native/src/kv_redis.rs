@@ -156,4 +156,39 @@ impl Kv for RedisKv {
             .await
             .map_err(err)
     }
+
+    async fn list_push(&self, key: &str, value: &str) -> Result<u64, KvError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("RPUSH")
+            .arg(self.key(key))
+            .arg(value)
+            .query_async(&mut conn)
+            .await
+            .map_err(err)
+    }
+
+    async fn list_front(&self, key: &str, n: usize) -> Result<Vec<String>, KvError> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        redis::cmd("LRANGE")
+            .arg(self.key(key))
+            .arg(0)
+            .arg(n - 1)
+            .query_async(&mut conn)
+            .await
+            .map_err(err)
+    }
+
+    async fn list_drop_front(&self, key: &str, n: usize) -> Result<(), KvError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("LTRIM")
+            .arg(self.key(key))
+            .arg(n)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .map_err(err)
+    }
 }

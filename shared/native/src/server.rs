@@ -229,7 +229,7 @@ pub async fn serve(
 /// Runs the periodic jobs once (`feen jobs`, and each tick of `feen serve`'s timer).
 pub async fn run_jobs(db: &dyn Db) -> Result<feen_jobs::Report, String> {
     let now = feen_core::ports::Clock::now_ms(&SystemClock);
-    feen_jobs::periodic(db, now)
+    feen_jobs::periodic(db, None, now)
         .await
         .map_err(|e| format!("periodic jobs: {e}"))
 }

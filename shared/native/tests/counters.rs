@@ -301,6 +301,39 @@ async fn settlements_correct_counters_in_one_call(kv: Arc<dyn Kv>) {
     kv.settle(&[]).await.expect("nothing to settle");
 }
 
+async fn lists_are_queues_read_and_trimmed_from_the_front(kv: Arc<dyn Kv>) {
+    assert_eq!(
+        kv.list_front("queue:q", 10).await.expect("empty"),
+        Vec::<String>::new()
+    );
+    kv.list_drop_front("queue:q", 5)
+        .await
+        .expect("trim nothing");
+    for (i, value) in ["a", "b", "c"].into_iter().enumerate() {
+        assert_eq!(
+            kv.list_push("queue:q", value).await.expect("push"),
+            i as u64 + 1
+        );
+    }
+    assert_eq!(
+        kv.list_front("queue:q", 2).await.expect("front"),
+        ["a", "b"]
+    );
+    assert_eq!(
+        kv.list_front("queue:q", 0).await.expect("none"),
+        Vec::<String>::new()
+    );
+    kv.list_drop_front("queue:q", 2).await.expect("trim");
+    assert_eq!(kv.list_front("queue:q", 10).await.expect("rest"), ["c"]);
+    kv.list_push("queue:q", "d").await.expect("push");
+    kv.list_drop_front("queue:q", 10).await.expect("trim all");
+    assert_eq!(
+        kv.list_front("queue:q", 10).await.expect("empty"),
+        Vec::<String>::new()
+    );
+    assert_eq!(kv.list_push("queue:q", "e").await.expect("push"), 1);
+}
+
 async fn memory() -> Arc<dyn Kv> {
     Arc::new(MemoryKv::new())
 }
@@ -355,6 +388,7 @@ on_every_backend!(
     a_guard_must_hold_for_anything_to_move,
     lifetime_counters_start_from_their_seed,
     settlements_correct_counters_in_one_call,
+    lists_are_queues_read_and_trimmed_from_the_front,
 );
 
 #[tokio::test]

@@ -254,4 +254,43 @@ impl Kv for UpstashKv {
         args.extend(keys.iter().map(|k| json!(self.key(k))));
         self.run(&args).await.map(drop)
     }
+
+    async fn list_push(&self, key: &str, value: &str) -> Result<u64, KvError> {
+        let reply = self
+            .run(&[json!("RPUSH"), json!(self.key(key)), json!(value)])
+            .await?;
+        reply
+            .as_u64()
+            .ok_or_else(|| KvError("RPUSH answered something other than a length".into()))
+    }
+
+    async fn list_front(&self, key: &str, n: usize) -> Result<Vec<String>, KvError> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let reply = self
+            .run(&[
+                json!("LRANGE"),
+                json!(self.key(key)),
+                json!(0),
+                json!(n - 1),
+            ])
+            .await?;
+        reply
+            .as_array()
+            .ok_or_else(|| KvError("LRANGE answered something other than a list".into()))?
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| KvError("LRANGE answered a non-text value".into()))
+            })
+            .collect()
+    }
+
+    async fn list_drop_front(&self, key: &str, n: usize) -> Result<(), KvError> {
+        self.run(&[json!("LTRIM"), json!(self.key(key)), json!(n), json!(-1)])
+            .await
+            .map(drop)
+    }
 }
