@@ -7,6 +7,7 @@ const routes = [
   ["/api/shared", "SHARES"],
   ["/api/proxy", "PROXY"],
   ["/v1", "PROXY"],
+  ["/api/jobs", "JOBS"],
 ];
 
 export default {

@@ -11,6 +11,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use tokio::process::{Child, Command};
 
+/// The `FEEN_JOBS_TOKEN` every test host is started with.
+pub const JOBS_TOKEN: &str = "e2e-jobs-token-0123456789abcdefghijklmnop";
+
 /// A name no other test (or test process) uses.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
@@ -212,6 +215,7 @@ impl Feen {
             .env_remove("FEEN_KEYRING")
             .env_remove("FEEN_SESSION_SECRET")
             .env("FEEN_ALLOW_PRIVATE_UPSTREAMS", "1")
+            .env("FEEN_JOBS_TOKEN", JOBS_TOKEN)
             .env("FEEN_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -332,6 +336,7 @@ impl Feen {
             .env("FEEN_SESSION_SECRET", &secrets.session)
             .env("FEEN_ALLOW_PRIVATE_UPSTREAMS", "1")
             .env("FEEN_COOKIE_SECURE", "0")
+            .env("FEEN_JOBS_TOKEN", JOBS_TOKEN)
             // Short enough for the cut-stream test to see the watchdog within its wait.
             .env("FEEN_STREAM_IDLE_SECS", "2")
             .stdin(Stdio::null())

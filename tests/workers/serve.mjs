@@ -20,6 +20,7 @@ const bindings = {
   FEEN_CLIENT_IP_HEADER: env("FEEN_CLIENT_IP_HEADER"),
   FEEN_TRUSTED_PROXIES: env("FEEN_TRUSTED_PROXIES"),
   FEEN_STREAM_IDLE_SECS: env("FEEN_STREAM_IDLE_SECS"),
+  FEEN_JOBS_TOKEN: env("FEEN_JOBS_TOKEN"),
 };
 for (const [k, v] of Object.entries(bindings)) if (v === undefined) delete bindings[k];
 
@@ -51,7 +52,7 @@ const router = {
   modules: true,
   scriptPath: path.join(root, "functions/router/index.mjs"),
   modulesRoot: path.join(root, "functions/router"),
-  serviceBindings: { AUTH: "auth", KEYS: "keys", SHARES: "shares", PROXY: "proxy" },
+  serviceBindings: { AUTH: "auth", KEYS: "keys", SHARES: "shares", PROXY: "proxy", JOBS: "jobs" },
   compatibilityDate: "2025-09-01",
 };
 

@@ -4,12 +4,56 @@
 //! cron trigger on Workers, a timer in `feen serve`, `feen jobs` or the jobs endpoint for any
 //! other scheduler).
 
+use feen_core::Error;
 use feen_core::ports::{Db, DbError, Kv, KvError};
 use feen_core::usage::UsageEvent;
+use feen_service::request::segments;
+use feen_service::{Ctx, Req, Resp, json, respond};
+use http::{Method, StatusCode};
 use serde::Serialize;
 
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 mod workers;
+
+/// The path prefix this function serves.
+pub const PREFIX: &str = "/api/jobs";
+
+/// Serves `POST /api/jobs/run`: runs the periodic jobs once (and drains the usage list) for a
+/// scheduler of the operator's, authenticated with `Authorization: Bearer FEEN_JOBS_TOKEN`.
+/// Without a configured token the endpoint does not exist.
+pub async fn handle(req: Req, ctx: &Ctx) -> Resp {
+    respond(route(req, ctx).await)
+}
+
+async fn route(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
+    let Some(expected) = ctx.config.jobs_token.as_ref() else {
+        return Err(Error::NotFound("route"));
+    };
+    let path = req.uri().path().to_owned();
+    match (
+        segments(&path, PREFIX)
+            .ok_or(Error::NotFound("route"))?
+            .as_slice(),
+        req.method(),
+    ) {
+        (["run"], &Method::POST) => {}
+        (["run"], _) => return Err(Error::MethodNotAllowed),
+        _ => return Err(Error::NotFound("route")),
+    }
+    let presented = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !presented.is_some_and(|p| expected.ct_eq(p)) {
+        return Err(Error::Unauthorized {
+            code: "invalid_token",
+            message: "the jobs token is missing or wrong",
+        });
+    }
+    let report = periodic(ctx.db.as_ref(), Some(ctx.kv.as_ref()), ctx.now_ms()).await?;
+    Ok(json(StatusCode::OK, &report))
+}
 
 /// How long a refresh token's row is kept after it expired.
 pub const SESSION_GRACE_MS: i64 = 86_400_000;

@@ -1,7 +1,10 @@
-//! The jobs function as a Worker: the consumer of the `feen-usage` queue and the cron trigger.
+//! The jobs function as a Worker: the consumer of the `feen-usage` queue, the cron trigger, and
+//! the jobs endpoint (`POST /api/jobs/run`, through the router) for an outside scheduler.
 
 use feen_core::ports::Clock;
 use feen_workers::{HyperdriveDb, WorkerClock};
+
+feen_workers::fetch_entry!(crate::handle);
 
 /// Writes a batch of usage events from the queue in one statement. Messages that are not usage
 /// events are acknowledged and dropped (logged); when the database fails, the whole batch is

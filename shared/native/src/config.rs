@@ -47,6 +47,8 @@ pub struct Settings {
     pub cookie_secure: Option<bool>,
     /// `FEEN_CLIENT_IP_HEADER` and `FEEN_TRUSTED_PROXIES`.
     pub client_ip: ClientIpSource,
+    /// `FEEN_JOBS_TOKEN`: the bearer token of `POST /api/jobs/run` (unset: no endpoint).
+    pub jobs_token: Option<String>,
     /// `FEEN_JOBS_INTERVAL_SECS`: how often `feen serve` runs the periodic jobs (0: never, for
     /// deployments that run `feen jobs` from a scheduler of their own).
     pub jobs_interval_secs: u64,
@@ -64,6 +66,7 @@ impl std::fmt::Debug for Settings {
                 &self.session_secret.as_ref().map(|_| "[set]"),
             )
             .field("allow_private_upstreams", &self.allow_private_upstreams)
+            .field("jobs_token", &self.jobs_token.as_ref().map(|_| "[set]"))
             .finish()
     }
 }
@@ -113,6 +116,7 @@ impl Settings {
             allow_private_upstreams: flag("FEEN_ALLOW_PRIVATE_UPSTREAMS")?.unwrap_or(false),
             cookie_secure: flag("FEEN_COOKIE_SECURE")?,
             client_ip: client_ip_source(var("FEEN_CLIENT_IP_HEADER"), var("FEEN_TRUSTED_PROXIES"))?,
+            jobs_token: var("FEEN_JOBS_TOKEN"),
             jobs_interval_secs: match var("FEEN_JOBS_INTERVAL_SECS") {
                 None => 3600,
                 Some(v) => v.trim().parse().map_err(|_| {
@@ -148,6 +152,7 @@ impl Settings {
             allow_private_upstreams: self.allow_private_upstreams,
             secure_cookies: self.cookie_secure.unwrap_or(!listen.ip().is_loopback()),
             stream_idle_ms: None,
+            jobs_token: feen_service::settings::jobs_token(self.jobs_token.clone())?,
         })
     }
 }
@@ -156,31 +161,10 @@ fn client_ip_source(
     header: Option<String>,
     trusted: Option<String>,
 ) -> Result<ClientIpSource, String> {
-    let (header, trusted) = match (header, trusted) {
-        (None, None) => return Ok(ClientIpSource::default()),
-        (Some(h), Some(t)) => (h, t),
-        _ => {
-            return Err(
-                "set both FEEN_CLIENT_IP_HEADER and FEEN_TRUSTED_PROXIES, or neither".into(),
-            );
-        }
-    };
-    let header = header.trim().to_ascii_lowercase();
-    http::HeaderName::from_bytes(header.as_bytes())
-        .map_err(|_| format!("FEEN_CLIENT_IP_HEADER: {header:?} is not a header name"))?;
-    let trusted = trusted
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<ipnet::IpNet>()
-                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|_| format!("FEEN_TRUSTED_PROXIES: {s:?} is not a CIDR"))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(ClientIpSource {
-        header: Some(header),
-        trusted,
+    feen_service::settings::client_ip_source(&|name| match name {
+        "FEEN_CLIENT_IP_HEADER" => header.clone(),
+        "FEEN_TRUSTED_PROXIES" => trusted.clone(),
+        _ => None,
     })
 }
 

@@ -23,6 +23,9 @@ pub struct Config {
     /// streamed response the client has not pulled from for this long is taken as abandoned and
     /// its usage recorded. `None` where the host drops the body on disconnect (native, Spin).
     pub stream_idle_ms: Option<u64>,
+    /// `FEEN_JOBS_TOKEN`: the bearer token of the jobs endpoint (`POST /api/jobs/run`); `None`
+    /// turns the endpoint off.
+    pub jobs_token: Option<feen_core::secret::SecretString>,
 }
 
 /// The ports and configuration a handler works with.

@@ -6,6 +6,7 @@ pub mod cache;
 pub mod ctx;
 pub mod request;
 pub mod response;
+pub mod settings;
 
 pub use ctx::{Config, Ctx};
 pub use request::{ClientAddr, Req};

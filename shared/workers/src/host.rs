@@ -13,8 +13,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use feen_core::Body;
 use feen_core::body::StreamError;
-use feen_core::crypto::jwt::AccessKeys;
-use feen_core::crypto::keyring::KeyRing;
 use feen_core::netguard::ClientIpSource;
 use feen_core::ports::{
     Clock, Db, DbError, Defer, Deferred, Dialect, HttpClient, HttpError, Kv, Rng, Row, UsageSink,
@@ -293,62 +291,18 @@ fn text(env: &worker::Env, name: &str) -> Option<String> {
 
 /// The functions' configuration from the Worker's secrets and vars.
 fn config(env: &worker::Env) -> worker::Result<Config> {
-    use base64::Engine;
-    let missing = |name: &str| {
-        worker::Error::RustError(format!("{name} is not set (wrangler secret put {name})"))
-    };
-    let keyring =
-        KeyRing::parse(&text(env, "FEEN_KEYRING").ok_or_else(|| missing("FEEN_KEYRING"))?)
-            .map_err(|e| worker::Error::RustError(format!("FEEN_KEYRING: {e}")))?;
-    let session = base64::engine::general_purpose::STANDARD
-        .decode(
-            text(env, "FEEN_SESSION_SECRET")
-                .ok_or_else(|| missing("FEEN_SESSION_SECRET"))?
-                .trim(),
-        )
-        .map_err(|_| worker::Error::RustError("FEEN_SESSION_SECRET is not base64".into()))?;
-    if session.len() < 32 {
-        return Err(worker::Error::RustError(
-            "FEEN_SESSION_SECRET must be at least 32 bytes".into(),
-        ));
-    }
-    Ok(Config {
-        keyring,
-        access: AccessKeys::new(&session),
-        allow_private_upstreams: text(env, "FEEN_ALLOW_PRIVATE_UPSTREAMS").as_deref() == Some("1"),
-        secure_cookies: text(env, "FEEN_COOKIE_SECURE").as_deref() != Some("0"),
-        // A disconnect is invisible to a Worker (workerd neither drops nor cancels the stream).
-        stream_idle_ms: Some(
-            text(env, "FEEN_STREAM_IDLE_SECS")
-                .and_then(|s| s.parse::<u64>().ok())
-                .unwrap_or(30)
-                .max(1)
-                * 1000,
-        ),
-    })
+    // A disconnect is invisible to a Worker (workerd neither drops nor cancels the stream).
+    feen_service::settings::config(&|name| text(env, name), Some(30))
+        .map_err(|e| worker::Error::RustError(format!("{e} (wrangler secret put / [vars])")))
 }
 
-/// `FEEN_CLIENT_IP_HEADER` and `FEEN_TRUSTED_PROXIES`, as on the native host.
+/// `FEEN_CLIENT_IP_HEADER` and `FEEN_TRUSTED_PROXIES`, as on the native host (unusable values
+/// are logged and ignored: the peer is then the client).
 fn client_ip_source(env: &worker::Env) -> ClientIpSource {
-    let (Some(header), Some(trusted)) = (
-        text(env, "FEEN_CLIENT_IP_HEADER"),
-        text(env, "FEEN_TRUSTED_PROXIES"),
-    ) else {
-        return ClientIpSource::default();
-    };
-    let trusted = trusted
-        .split(',')
-        .filter_map(|s| {
-            s.trim()
-                .parse::<ipnet::IpNet>()
-                .or_else(|_| s.trim().parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .ok()
-        })
-        .collect();
-    ClientIpSource {
-        header: Some(header.to_ascii_lowercase()),
-        trusted,
-    }
+    feen_service::settings::client_ip_source(&|name| text(env, name)).unwrap_or_else(|e| {
+        worker::console_error!("feen: {e}");
+        ClientIpSource::default()
+    })
 }
 
 thread_local! {

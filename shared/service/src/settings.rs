@@ -1,0 +1,154 @@
+//! The functions' configuration read from named variables, for the edge hosts (a Worker's
+//! secrets and vars, a Spin component's environment): one reading, one set of names and errors.
+//! The native host reads the same names in `feen_native::config`, with its own defaults.
+
+use base64::Engine;
+use feen_core::crypto::jwt::AccessKeys;
+use feen_core::crypto::keyring::KeyRing;
+use feen_core::netguard::ClientIpSource;
+use feen_core::secret::SecretString;
+
+use crate::Config;
+
+/// The smallest `FEEN_JOBS_TOKEN` accepted (it guards an endpoint reachable from the internet).
+pub const MIN_JOBS_TOKEN: usize = 32;
+
+/// Reads the configuration through `get` (a variable's value; unset and empty are the same).
+/// `stream_idle_default_secs` is the host's default for `FEEN_STREAM_IDLE_SECS`: `Some` on hosts
+/// where a client disconnect is invisible (Workers), `None` where it is seen (Spin).
+pub fn config(
+    get: &dyn Fn(&str) -> Option<String>,
+    stream_idle_default_secs: Option<u64>,
+) -> Result<Config, String> {
+    let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+    let missing = |name: &str| format!("{name} is not set");
+    let keyring = KeyRing::parse(&get("FEEN_KEYRING").ok_or_else(|| missing("FEEN_KEYRING"))?)
+        .map_err(|e| format!("FEEN_KEYRING: {e}"))?;
+    let session = base64::engine::general_purpose::STANDARD
+        .decode(
+            get("FEEN_SESSION_SECRET")
+                .ok_or_else(|| missing("FEEN_SESSION_SECRET"))?
+                .trim(),
+        )
+        .map_err(|_| "FEEN_SESSION_SECRET is not base64".to_owned())?;
+    if session.len() < 32 {
+        return Err("FEEN_SESSION_SECRET must be at least 32 bytes".into());
+    }
+    let stream_idle_secs = match get("FEEN_STREAM_IDLE_SECS") {
+        Some(v) => Some(
+            v.trim()
+                .parse::<u64>()
+                .map_err(|_| format!("FEEN_STREAM_IDLE_SECS must be a number, not {v:?}"))?,
+        ),
+        None => stream_idle_default_secs,
+    };
+    Ok(Config {
+        keyring,
+        access: AccessKeys::new(&session),
+        allow_private_upstreams: get("FEEN_ALLOW_PRIVATE_UPSTREAMS").as_deref() == Some("1"),
+        secure_cookies: get("FEEN_COOKIE_SECURE").as_deref() != Some("0"),
+        stream_idle_ms: stream_idle_secs.map(|s| s.max(1) * 1000),
+        jobs_token: jobs_token(get("FEEN_JOBS_TOKEN"))?,
+    })
+}
+
+/// `FEEN_JOBS_TOKEN`, checked for length.
+pub fn jobs_token(value: Option<String>) -> Result<Option<SecretString>, String> {
+    match value {
+        None => Ok(None),
+        Some(t) if t.trim().len() < MIN_JOBS_TOKEN => Err(format!(
+            "FEEN_JOBS_TOKEN must be at least {MIN_JOBS_TOKEN} characters"
+        )),
+        Some(t) => Ok(Some(SecretString::new(t.trim().to_owned()))),
+    }
+}
+
+/// `FEEN_CLIENT_IP_HEADER` and `FEEN_TRUSTED_PROXIES`: both, or neither.
+pub fn client_ip_source(get: &dyn Fn(&str) -> Option<String>) -> Result<ClientIpSource, String> {
+    let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+    let (header, trusted) = match (get("FEEN_CLIENT_IP_HEADER"), get("FEEN_TRUSTED_PROXIES")) {
+        (None, None) => return Ok(ClientIpSource::default()),
+        (Some(h), Some(t)) => (h, t),
+        _ => {
+            return Err(
+                "set both FEEN_CLIENT_IP_HEADER and FEEN_TRUSTED_PROXIES, or neither".into(),
+            );
+        }
+    };
+    let header = header.trim().to_ascii_lowercase();
+    http::HeaderName::from_bytes(header.as_bytes())
+        .map_err(|_| format!("FEEN_CLIENT_IP_HEADER: {header:?} is not a header name"))?;
+    let trusted = trusted
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("FEEN_TRUSTED_PROXIES: {s:?} is not a CIDR"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ClientIpSource {
+        header: Some(header),
+        trusted,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: std::collections::HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    const RING: &str = "1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    const SESSION: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    #[test]
+    fn a_complete_configuration_reads() {
+        let get = vars(&[
+            ("FEEN_KEYRING", RING),
+            ("FEEN_SESSION_SECRET", SESSION),
+            ("FEEN_COOKIE_SECURE", "0"),
+            ("FEEN_JOBS_TOKEN", "0123456789abcdef0123456789abcdef"),
+        ]);
+        let config = config(&get, Some(30)).expect("reads");
+        assert!(!config.secure_cookies);
+        assert_eq!(config.stream_idle_ms, Some(30_000));
+        assert!(config.jobs_token.is_some());
+        let spin = config_without_idle(&get);
+        assert_eq!(spin.stream_idle_ms, None);
+    }
+
+    fn config_without_idle(get: &dyn Fn(&str) -> Option<String>) -> Config {
+        config(get, None).expect("reads")
+    }
+
+    #[test]
+    fn missing_or_bad_values_are_named_and_not_echoed() {
+        let err = config(&vars(&[("FEEN_SESSION_SECRET", SESSION)]), None).expect_err("no ring");
+        assert!(err.contains("FEEN_KEYRING"), "{err}");
+        let short = vars(&[
+            ("FEEN_KEYRING", RING),
+            ("FEEN_SESSION_SECRET", SESSION),
+            ("FEEN_JOBS_TOKEN", "short-secret-value"),
+        ]);
+        let err = config(&short, None).expect_err("short token");
+        assert!(err.contains("FEEN_JOBS_TOKEN") && !err.contains("short-secret-value"));
+        let err = client_ip_source(&vars(&[("FEEN_CLIENT_IP_HEADER", "x-forwarded-for")]))
+            .expect_err("half");
+        assert!(err.contains("FEEN_TRUSTED_PROXIES"));
+        let source = client_ip_source(&vars(&[
+            ("FEEN_CLIENT_IP_HEADER", "X-Forwarded-For"),
+            ("FEEN_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1"),
+        ]))
+        .expect("reads");
+        assert_eq!(source.header.as_deref(), Some("x-forwarded-for"));
+        assert_eq!(source.trusted.len(), 2);
+    }
+}
