@@ -64,5 +64,5 @@ step "the end-to-end suites again, against the Workers under Miniflare/workerd"
 # The same tests and assertions as on the native host; two workerd at a time (each compiles four
 # Workers at start-up).
 FEEN_E2E_HOST=workers cargo nextest run --locked -p feen-e2e --test-threads 2 \
-    --test journey --test auth --test bad_input --test limits --test providers --test sdk
+    --test journey --test auth --test bad_input --test limits --test providers --test sdk --test jobs
 sleep 1; echo "workerd processes left behind: $(pgrep -c -x workerd || true)"
