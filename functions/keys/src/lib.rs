@@ -215,3 +215,7 @@ async fn get_json(ctx: &Ctx, user: &feen_core::ids::UserId, id: &KeyId) -> Resul
 // The Cloudflare Workers entry point: this function as a Worker of its own.
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 feen_workers::fetch_entry!(handle);
+
+// The Spin entry point: this function as a component of its own.
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+feen_spin::http_entry!(handle);

@@ -507,3 +507,7 @@ mod tests {
 // The Cloudflare Workers entry point: this function as a Worker of its own.
 #[cfg(all(target_arch = "wasm32", target_os = "unknown"))]
 feen_workers::fetch_entry!(handle);
+
+// The Spin entry point: this function as a component of its own.
+#[cfg(all(target_arch = "wasm32", target_os = "wasi"))]
+feen_spin::http_entry!(handle);

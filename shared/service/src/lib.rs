@@ -7,6 +7,7 @@ pub mod ctx;
 pub mod request;
 pub mod response;
 pub mod settings;
+pub mod usage_list;
 
 pub use ctx::{Config, Ctx};
 pub use request::{ClientAddr, Req};
