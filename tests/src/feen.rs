@@ -150,6 +150,8 @@ pub struct Feen {
     database: String,
     log_path: PathBuf,
     child: Option<Child>,
+    /// Further processes of the host (Spin: one `wasmtime serve` per component), ended on drop.
+    others: Vec<Child>,
 }
 
 /// How to start a Feen process.
@@ -193,6 +195,9 @@ impl Feen {
     pub async fn start_with(options: Options) -> Self {
         if std::env::var("FEEN_E2E_HOST").as_deref() == Ok("workers") {
             return Self::start_workers(options).await;
+        }
+        if std::env::var("FEEN_E2E_HOST").as_deref() == Ok("spin") {
+            return Self::start_spin(options).await;
         }
         let data_dir = options
             .data_dir
@@ -265,22 +270,28 @@ impl Feen {
             database,
             log_path,
             child: Some(child),
+            others: Vec::new(),
         };
         feen.wait_ready().await;
         feen
     }
 
     async fn wait_ready(&self) {
+        self.wait_ready_at(&self.base).await;
+    }
+
+    async fn wait_ready_at(&self, base: &str) {
         let client = crate::http_client();
         // workerd compiles four Workers' wasm at start-up: allow for a busy machine.
-        let patience = if std::env::var("FEEN_E2E_HOST").as_deref() == Ok("workers") {
-            90
-        } else {
-            20
-        };
+        let patience =
+            if std::env::var("FEEN_E2E_HOST").is_ok_and(|h| h == "workers" || h == "spin") {
+                90
+            } else {
+                20
+            };
         let deadline = Instant::now() + Duration::from_secs(patience);
         while Instant::now() < deadline {
-            if let Ok(resp) = client.get(format!("{}/healthz", self.base)).send().await
+            if let Ok(resp) = client.get(format!("{base}/healthz")).send().await
                 && resp.status().is_success()
             {
                 return;
@@ -354,7 +365,109 @@ impl Feen {
             database: database_url,
             log_path,
             child: Some(child),
+            others: Vec::new(),
         };
+        feen.wait_ready().await;
+        feen
+    }
+
+    /// Starts Feen's Spin components as Spin runs them (`crate::spin`): one `wasmtime serve` per
+    /// component of `spin.toml` behind a router that follows its routes, PostgreSQL over SQL over
+    /// HTTP (the stand-in, in front of a fresh migrated database), Redis over the Upstash REST
+    /// protocol (the stand-in). Chosen for every suite by `FEEN_E2E_HOST=spin`; the components
+    /// are built by `scripts/build-spin.sh`.
+    async fn start_spin(options: Options) -> Self {
+        let data_dir = std::env::temp_dir().join(unique("feen-spin-"));
+        std::fs::create_dir_all(&data_dir).unwrap_or_else(|e| panic!("data dir: {e}"));
+        let log_path = data_dir.join("wasmtime.log");
+        let database_url = fresh_postgres_database().await;
+        let migrated = Command::new(binary())
+            .arg("migrate")
+            .env("DATABASE_URL", &database_url)
+            .output()
+            .await;
+        assert!(
+            migrated.is_ok_and(|o| o.status.success()),
+            "feen migrate failed"
+        );
+        let token = unique("rest");
+        let config = feen_standins::upstash::Config {
+            token: token.clone(),
+            readonly_token: None,
+        };
+        let rest = feen_standins::upstash::spawn("127.0.0.1:0", &redis_url(), config)
+            .await
+            .unwrap_or_else(|e| panic!("Upstash stand-in: {e}"));
+        let sql = feen_standins::neon::spawn("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("SQL-over-HTTP stand-in: {e}"));
+        let secrets = options.secrets.clone().unwrap_or_else(Secrets::fresh);
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let manifest = crate::spin::Manifest::read(&root.join("spin.toml"))
+            .unwrap_or_else(|e| panic!("spin.toml: {e}"));
+        let mut env: Vec<(String, String)> = vec![
+            ("DATABASE_URL".into(), database_url.clone()),
+            ("FEEN_SQL_HTTP_ENDPOINT".into(), format!("http://{sql}/sql")),
+            ("UPSTASH_REDIS_REST_URL".into(), format!("http://{rest}")),
+            ("UPSTASH_REDIS_REST_TOKEN".into(), token),
+            ("FEEN_REDIS_PREFIX".into(), format!("{}:", unique("s"))),
+            ("FEEN_KEYRING".into(), secrets.keyring.clone()),
+            ("FEEN_SESSION_SECRET".into(), secrets.session.clone()),
+            ("FEEN_ALLOW_PRIVATE_UPSTREAMS".into(), "1".into()),
+            ("FEEN_COOKIE_SECURE".into(), "0".into()),
+            ("FEEN_JOBS_TOKEN".into(), JOBS_TOKEN.into()),
+        ];
+        // The test's own values replace the defaults (wasmtime keeps the first of two).
+        env.retain(|(k, _)| !options.env.iter().any(|(o, _)| o == k));
+        env.extend(options.env.iter().cloned());
+        let wasmtime = std::env::var("FEEN_WASMTIME").unwrap_or_else(|_| "wasmtime".into());
+        let mut ports = std::collections::HashMap::new();
+        let mut others = Vec::new();
+        for (component, source) in &manifest.sources {
+            let source = spin_component_path(source);
+            assert!(
+                source.exists(),
+                "{} is missing: bash scripts/build-spin.sh",
+                source.display()
+            );
+            let port = free_port();
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)
+                .unwrap_or_else(|e| panic!("log file: {e}"));
+            let mut cmd = Command::new(&wasmtime);
+            cmd.arg("serve")
+                .args(["-S", "cli=y", "-C", "cache=y", "--addr"])
+                .arg(format!("127.0.0.1:{port}"));
+            for (k, v) in &env {
+                cmd.arg("--env").arg(format!("{k}={v}"));
+            }
+            cmd.arg(&source)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap_or_else(|e| panic!("log file: {e}")))
+                .stderr(log)
+                .kill_on_drop(true);
+            others.push(
+                cmd.spawn()
+                    .unwrap_or_else(|e| panic!("starting {wasmtime} for {component}: {e}")),
+            );
+            ports.insert(component.clone(), port);
+        }
+        let router = crate::spin::router(manifest, ports.clone()).await;
+        let feen = Self {
+            base: format!("http://{router}"),
+            data_dir,
+            database: database_url,
+            log_path,
+            child: None,
+            others,
+        };
+        // Every component answers /healthz; wait for each one, not just the routed one.
+        for port in ports.values() {
+            feen.wait_ready_at(&format!("http://127.0.0.1:{port}"))
+                .await;
+        }
         feen.wait_ready().await;
         feen
     }
@@ -431,6 +544,9 @@ impl Drop for Feen {
     /// Ends the Workers host gracefully, so the workerd that node started does not outlive the
     /// test.
     fn drop(&mut self) {
+        for other in &mut self.others {
+            let _ = other.start_kill();
+        }
         if let Some(pid) = self.child.as_ref().and_then(Child::id)
             && std::env::var("FEEN_E2E_HOST").as_deref() == Ok("workers")
         {
@@ -449,6 +565,21 @@ impl Drop for Feen {
             signal("KILL", &format!("-{pid}"));
         }
     }
+}
+
+/// A component's `source` from `spin.toml` (`target/…`), under `CARGO_TARGET_DIR` when the build
+/// put it elsewhere.
+fn spin_component_path(source: &Path) -> PathBuf {
+    let Ok(target) = std::env::var("CARGO_TARGET_DIR") else {
+        return source.to_path_buf();
+    };
+    let mut parts = source.components();
+    while let Some(part) = parts.next() {
+        if part.as_os_str() == "target" {
+            return PathBuf::from(target).join(parts.as_path());
+        }
+    }
+    source.to_path_buf()
 }
 
 /// Sends signal `name` to `target` (a pid, or `-PGID` for a process group) with `kill(1)`.

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod feen;
 pub mod mock;
+pub mod spin;
 
 /// An HTTP client for tests. (The workspace builds reqwest without a built-in TLS provider,
 /// so one is installed first.)

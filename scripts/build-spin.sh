@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Builds every function as a Spin component (wasm32-wasip2, profile wasm-release: the files
+# spin.toml names) and installs wasmtime-cli, the wasi:http host the tests run them under, when
+# it is missing (platforms.md: the Spin CLI cannot be had here; wasmtime is what Spin runs on).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[spin] %s\n' "$*"; }
+
+# Keep in step with the WASI 0.3.0 that spin-sdk 7 speaks (wasmtime 48 is Spin 4.1's).
+WASMTIME_VERSION=48.0.8
+
+if ! wasmtime --version 2>/dev/null | grep -q "$WASMTIME_VERSION"; then
+    log "installing wasmtime-cli $WASMTIME_VERSION (about 25 minutes on 2 cores)"
+    cargo install wasmtime-cli --version "$WASMTIME_VERSION" --locked >/dev/null
+fi
+
+rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
+packages=()
+for function in auth keys shares proxy jobs; do packages+=(-p "feen-$function"); done
+cargo build --locked --target wasm32-wasip2 --profile wasm-release "${packages[@]}"
+target="${CARGO_TARGET_DIR:-target}/wasm32-wasip2/wasm-release"
+for function in auth keys shares proxy jobs; do
+    wasm="$target/feen_$function.wasm"
+    log "$function: $(stat -c %s "$wasm") bytes, $(gzip -9c "$wasm" | wc -c) gzipped"
+done
