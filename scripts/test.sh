@@ -43,9 +43,15 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "the Workers host and the functions build and lint for wasm32-unknown-unknown"
 cargo clippy --locked --target wasm32-unknown-unknown -p feen-workers -p feen-auth -p feen-keys -p feen-shares -p feen-proxy -p feen-jobs -- -D warnings
 
+step "the Spin host and the functions lint for wasm32-wasip2"
+cargo clippy --locked --target wasm32-wasip2 -p feen-spin -p feen-auth -p feen-keys -p feen-shares -p feen-proxy -p feen-jobs -- -D warnings
+
 step "the core builds for both wasm targets"
 cargo build --locked -p feen-core -p feen-store -p feen-service --target wasm32-unknown-unknown
 cargo build --locked -p feen-core -p feen-store -p feen-service --target wasm32-wasip2
+
+step "Spin: every function built as a component (the import check among the tests reads them)"
+bash scripts/build-spin.sh
 
 step "the feen binary the end-to-end suites start"
 cargo build --locked -p feen
@@ -66,3 +72,8 @@ step "the end-to-end suites again, against the Workers under Miniflare/workerd"
 FEEN_E2E_HOST=workers cargo nextest run --locked -p feen-e2e --test-threads 2 \
     --test journey --test auth --test bad_input --test limits --test providers --test sdk --test jobs
 sleep 1; echo "workerd processes left behind: $(pgrep -c -x workerd || true)"
+
+step "the end-to-end suites again, against the Spin components under wasmtime serve"
+# One wasmtime serve per component, routed as spin.toml says; the same tests and assertions.
+FEEN_E2E_HOST=spin cargo nextest run --locked -p feen-e2e --test-threads 2 \
+    --test journey --test auth --test bad_input --test limits --test providers --test sdk --test jobs

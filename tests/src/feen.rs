@@ -424,7 +424,7 @@ impl Feen {
         let mut ports = std::collections::HashMap::new();
         let mut others = Vec::new();
         for (component, source) in &manifest.sources {
-            let source = spin_component_path(source);
+            let source = crate::spin::component_path(source);
             assert!(
                 source.exists(),
                 "{} is missing: bash scripts/build-spin.sh",
@@ -565,21 +565,6 @@ impl Drop for Feen {
             signal("KILL", &format!("-{pid}"));
         }
     }
-}
-
-/// A component's `source` from `spin.toml` (`target/…`), under `CARGO_TARGET_DIR` when the build
-/// put it elsewhere.
-fn spin_component_path(source: &Path) -> PathBuf {
-    let Ok(target) = std::env::var("CARGO_TARGET_DIR") else {
-        return source.to_path_buf();
-    };
-    let mut parts = source.components();
-    while let Some(part) = parts.next() {
-        if part.as_os_str() == "target" {
-            return PathBuf::from(target).join(parts.as_path());
-        }
-    }
-    source.to_path_buf()
 }
 
 /// Sends signal `name` to `target` (a pid, or `-PGID` for a process group) with `kill(1)`.

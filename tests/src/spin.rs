@@ -98,6 +98,21 @@ impl Manifest {
     }
 }
 
+/// A component's `source` from `spin.toml` (`target/…`), under `CARGO_TARGET_DIR` when the build
+/// put it elsewhere.
+pub fn component_path(source: &Path) -> PathBuf {
+    let Ok(target) = std::env::var("CARGO_TARGET_DIR") else {
+        return source.to_path_buf();
+    };
+    let mut parts = source.components();
+    while let Some(part) = parts.next() {
+        if part.as_os_str() == "target" {
+            return PathBuf::from(target).join(parts.as_path());
+        }
+    }
+    source.to_path_buf()
+}
+
 type Out = BoxBody<Bytes, hyper::Error>;
 
 fn answer(status: u16, text: &'static str) -> http::Response<Out> {
@@ -237,6 +252,8 @@ mod tests {
         assert_eq!(to("/api/proxy/v1/chat/completions"), Some("proxy"));
         assert_eq!(to("/v1/models"), Some("proxy"));
         assert_eq!(to("/api/jobs/run"), Some("jobs"));
+        assert_eq!(to("/healthz"), Some("auth"));
+        assert_eq!(to("/api/nothing"), Some("auth"));
         for component in ["auth", "keys", "shares", "proxy", "jobs"] {
             assert!(manifest.sources.contains_key(component), "{component}");
         }

@@ -1,0 +1,59 @@
+//! Every Spin component imports only `wasi:*` interfaces (no `spin:postgres`, `spin:redis`,
+//! `spin:key-value`, `spin:variables`, nor anything else a plain `wasi:http` host lacks), and
+//! exports the `wasi:http` handler. Reads the built components (`scripts/build-spin.sh`) that
+//! `spin.toml` names.
+
+use std::path::Path;
+
+use feen_e2e::spin::{Manifest, component_path};
+use wasmparser::{Parser, Payload};
+
+/// The component-level imports and exports of a component (not those of the core modules
+/// inside it).
+fn interfaces(bytes: &[u8]) -> (Vec<String>, Vec<String>) {
+    let (mut imports, mut exports) = (Vec::new(), Vec::new());
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.unwrap_or_else(|e| panic!("not a component: {e}")) {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(reader) if depth == 0 => {
+                for import in reader {
+                    imports.push(import.expect("an import").name.0.to_owned());
+                }
+            }
+            Payload::ComponentExportSection(reader) if depth == 0 => {
+                for export in reader {
+                    exports.push(export.expect("an export").name.0.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    (imports, exports)
+}
+
+#[test]
+fn every_component_imports_only_wasi_interfaces() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let manifest = Manifest::read(&root.join("spin.toml")).expect("spin.toml");
+    assert_eq!(manifest.sources.len(), 5, "{:?}", manifest.sources.keys());
+    for (name, source) in &manifest.sources {
+        let path = component_path(source);
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| {
+            panic!("{}: {e} (build with scripts/build-spin.sh)", path.display())
+        });
+        let (imports, exports) = interfaces(&bytes);
+        assert!(!imports.is_empty(), "{name}: no imports found");
+        let foreign: Vec<&String> = imports.iter().filter(|i| !i.starts_with("wasi:")).collect();
+        assert!(foreign.is_empty(), "{name} imports {foreign:?}");
+        assert!(
+            imports.iter().any(|i| i.starts_with("wasi:http/client@")),
+            "{name}: {imports:?}"
+        );
+        assert!(
+            exports.iter().any(|e| e.starts_with("wasi:http/handler@")),
+            "{name} exports {exports:?}"
+        );
+    }
+}
