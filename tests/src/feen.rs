@@ -315,24 +315,7 @@ impl Feen {
         std::fs::create_dir_all(&data_dir).unwrap_or_else(|e| panic!("data dir: {e}"));
         let log_path = data_dir.join("miniflare.log");
         let log = std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("log file: {e}"));
-        let database_url = fresh_postgres_database().await;
-        let migrated = Command::new(binary())
-            .arg("migrate")
-            .env("DATABASE_URL", &database_url)
-            .output()
-            .await;
-        assert!(
-            migrated.is_ok_and(|o| o.status.success()),
-            "feen migrate failed"
-        );
-        let token = unique("rest");
-        let config = feen_standins::upstash::Config {
-            token: token.clone(),
-            readonly_token: None,
-        };
-        let rest = feen_standins::upstash::spawn("127.0.0.1:0", &redis_url(), config)
-            .await
-            .unwrap_or_else(|e| panic!("stand-in: {e}"));
+        let (database_url, rest, token) = edge_backing().await;
         let secrets = options.secrets.clone().unwrap_or_else(Secrets::fresh);
         let port = free_port();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("workers/serve.mjs");
@@ -380,24 +363,7 @@ impl Feen {
         let data_dir = std::env::temp_dir().join(unique("feen-spin-"));
         std::fs::create_dir_all(&data_dir).unwrap_or_else(|e| panic!("data dir: {e}"));
         let log_path = data_dir.join("wasmtime.log");
-        let database_url = fresh_postgres_database().await;
-        let migrated = Command::new(binary())
-            .arg("migrate")
-            .env("DATABASE_URL", &database_url)
-            .output()
-            .await;
-        assert!(
-            migrated.is_ok_and(|o| o.status.success()),
-            "feen migrate failed"
-        );
-        let token = unique("rest");
-        let config = feen_standins::upstash::Config {
-            token: token.clone(),
-            readonly_token: None,
-        };
-        let rest = feen_standins::upstash::spawn("127.0.0.1:0", &redis_url(), config)
-            .await
-            .unwrap_or_else(|e| panic!("Upstash stand-in: {e}"));
+        let (database_url, rest, token) = edge_backing().await;
         let sql = feen_standins::neon::spawn("127.0.0.1:0")
             .await
             .unwrap_or_else(|e| panic!("SQL-over-HTTP stand-in: {e}"));
@@ -565,6 +531,30 @@ impl Drop for Feen {
             signal("KILL", &format!("-{pid}"));
         }
     }
+}
+
+/// What the edge hosts run against: a fresh migrated PostgreSQL database (its URL), and the
+/// Upstash REST stand-in in front of Redis (its address and token).
+async fn edge_backing() -> (String, std::net::SocketAddr, String) {
+    let database_url = fresh_postgres_database().await;
+    let migrated = Command::new(binary())
+        .arg("migrate")
+        .env("DATABASE_URL", &database_url)
+        .output()
+        .await;
+    assert!(
+        migrated.is_ok_and(|o| o.status.success()),
+        "feen migrate failed"
+    );
+    let token = unique("rest");
+    let config = feen_standins::upstash::Config {
+        token: token.clone(),
+        readonly_token: None,
+    };
+    let rest = feen_standins::upstash::spawn("127.0.0.1:0", &redis_url(), config)
+        .await
+        .unwrap_or_else(|e| panic!("Upstash stand-in: {e}"));
+    (database_url, rest, token)
 }
 
 /// Sends signal `name` to `target` (a pid, or `-PGID` for a process group) with `kill(1)`.
