@@ -195,6 +195,7 @@ pub async fn router(manifest: Manifest, ports: HashMap<String, u16>) -> SocketAd
     }));
     tokio::spawn(async move {
         while let Ok((stream, peer)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
             let shared = shared.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
