@@ -83,6 +83,10 @@ id_type!(
     /// One proxied request, and the usage event it produced.
     RequestId, "req_"
 );
+id_type!(
+    /// One row of the audit log.
+    AuditId, "aud_"
+);
 
 #[cfg(test)]
 mod tests {

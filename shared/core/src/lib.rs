@@ -5,6 +5,7 @@
 //! bytes. Time and randomness come in as arguments (or through the [`ports`]); decisions and
 //! values come out.
 
+pub mod audit;
 pub mod body;
 pub mod crypto;
 pub mod encoding;
