@@ -463,6 +463,140 @@ async fn usage_events_are_written_once(db: Arc<dyn Db>) {
     assert_eq!(third, Some(events[2].clone()));
 }
 
+async fn the_audit_chain_links_every_row_and_shows_tampering(db: Arc<dyn Db>) {
+    use feen_core::audit::{self, Action};
+    use feen_core::ids::AuditId;
+    use feen_store::audit::{Filter, NewEntry};
+    let db = db.as_ref();
+    let details = serde_json::json!({ "name": "prod key" });
+    let append = |n: u8, owner: &'static str, action: Action, at: i64| {
+        let id = AuditId::new(NOW + at, rand10(n));
+        let details = details.clone();
+        async move {
+            feen_store::audit::append(
+                db,
+                &NewEntry {
+                    id: &id,
+                    owner,
+                    actor: Some(owner),
+                    action,
+                    resource: Some(("key", "key_1")),
+                    at_ms: NOW + at,
+                    client_ip: Some("203.0.113.9"),
+                    user_agent: Some("curl/8"),
+                    details: &details,
+                },
+            )
+            .await
+            .expect("append")
+        }
+    };
+    append(1, "usr_ann", Action::KeyAdded, 1).await;
+    append(2, "usr_bob", Action::Login, 2).await;
+    // Concurrent appends to one chain each get a place of their own.
+    let entries = futures_util::future::join_all(
+        (3..11u8).map(|n| append(n, "usr_ann", Action::KeyRotated, i64::from(n))),
+    )
+    .await;
+    let mut seqs: Vec<i64> = entries.iter().map(|e| e.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (2..=9).collect::<Vec<_>>());
+    assert_eq!(
+        feen_store::audit::head(db, "usr_ann").await.expect("head"),
+        9
+    );
+    assert_eq!(
+        feen_store::audit::head(db, "usr_bob").await.expect("head"),
+        1
+    );
+
+    let rows = feen_store::audit::range(db, "usr_ann", 1, 9)
+        .await
+        .expect("range");
+    let stored: Vec<_> = rows.iter().map(|r| r.stored()).collect();
+    assert_eq!(audit::verify(&stored), Ok(()));
+    assert_eq!(rows[0].prev_hash, audit::GENESIS);
+
+    let page = feen_store::audit::list(db, "usr_ann", &Filter::default(), 3)
+        .await
+        .expect("list");
+    assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), [9, 8, 7]);
+    let next = Filter {
+        before_seq: Some(7),
+        ..Filter::default()
+    };
+    let page = feen_store::audit::list(db, "usr_ann", &next, 100)
+        .await
+        .expect("list");
+    assert_eq!(
+        page.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [6, 5, 4, 3, 2, 1]
+    );
+    let added = Filter {
+        action: Some("key.added".into()),
+        ..Filter::default()
+    };
+    let only = feen_store::audit::list(db, "usr_ann", &added, 100)
+        .await
+        .expect("list");
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0].user_agent.as_deref(), Some("curl/8"));
+    let window = Filter {
+        from_ms: Some(NOW + 4),
+        to_ms: Some(NOW + 6),
+        ..Filter::default()
+    };
+    assert_eq!(
+        feen_store::audit::list(db, "usr_ann", &window, 100)
+            .await
+            .expect("list")
+            .len(),
+        2
+    );
+    assert!(
+        feen_store::audit::list(db, "usr_carl", &Filter::default(), 100)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+
+    // Someone with database access edits a row, then deletes one.
+    db.execute(
+        "UPDATE audit_log SET action = 'key.added' WHERE owner_id = 'usr_ann' AND seq = 4",
+        &[],
+    )
+    .await
+    .expect("tamper");
+    let rows = feen_store::audit::range(db, "usr_ann", 1, 9)
+        .await
+        .expect("range");
+    let stored: Vec<_> = rows.iter().map(|r| r.stored()).collect();
+    assert_eq!(
+        audit::verify(&stored),
+        Err(audit::Break {
+            seq: 4,
+            reason: "hash"
+        })
+    );
+    db.execute(
+        "DELETE FROM audit_log WHERE owner_id = 'usr_ann' AND seq = 4",
+        &[],
+    )
+    .await
+    .expect("delete");
+    let rows = feen_store::audit::range(db, "usr_ann", 1, 9)
+        .await
+        .expect("range");
+    let stored: Vec<_> = rows.iter().map(|r| r.stored()).collect();
+    assert_eq!(
+        audit::verify(&stored),
+        Err(audit::Break {
+            seq: 4,
+            reason: "gap"
+        })
+    );
+}
+
 macro_rules! on_every_database {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -485,4 +619,5 @@ on_every_database!(
     refresh_tokens_rotate_once,
     personal_access_tokens_expire_and_revoke,
     usage_events_are_written_once,
+    the_audit_chain_links_every_row_and_shows_tampering,
 );

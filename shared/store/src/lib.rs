@@ -5,6 +5,7 @@
 //! Architecture invariant: every query that reads or changes a user's resource takes the owner's
 //! id and filters by it, so a handler cannot forget the ownership check.
 
+pub mod audit;
 pub mod keys;
 pub mod sessions;
 pub mod shares;
