@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log() { printf '[spin] %s\n' "$*"; }
+# Every function crate (functions/*/Cargo.toml).
+functions() { for f in functions/*/Cargo.toml; do basename "$(dirname "$f")"; done; }
 
 # Keep in step with the WASI 0.3.0 that spin-sdk 7 speaks (wasmtime 48 is Spin 4.1's).
 WASMTIME_VERSION=48.0.8
@@ -17,10 +19,10 @@ fi
 
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
 packages=()
-for function in auth keys shares proxy jobs; do packages+=(-p "feen-$function"); done
+for function in $(functions); do packages+=(-p "feen-$function"); done
 cargo build --locked --target wasm32-wasip2 --profile wasm-release "${packages[@]}"
 target="${CARGO_TARGET_DIR:-target}/wasm32-wasip2/wasm-release"
-for function in auth keys shares proxy jobs; do
+for function in $(functions); do
     wasm="$target/feen_$function.wasm"
     log "$function: $(stat -c %s "$wasm") bytes, $(gzip -9c "$wasm" | wc -c) gzipped"
 done

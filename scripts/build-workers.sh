@@ -8,6 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log() { printf '[workers] %s\n' "$*"; }
+# Every function crate (functions/*/Cargo.toml; the router is JavaScript).
+functions() { for f in functions/*/Cargo.toml; do basename "$(dirname "$f")"; done; }
 
 # Keep in step with Cargo.lock's wasm-bindgen and the worker crate.
 WASM_BINDGEN_VERSION=0.2.130
@@ -38,7 +40,7 @@ dry_run() {
     grep -E "^Total Upload" "$out.log" || true
     rm -rf "$out" "$out.log"
 }
-for function in auth keys shares proxy jobs; do
+for function in $(functions); do
     log "building functions/$function (wrangler deploy --dry-run)"
     (cd "functions/$function" && dry_run)
     wasm="functions/$function/build/index_bg.wasm"

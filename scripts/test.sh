@@ -40,11 +40,14 @@ cargo fmt --all --check
 step "lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# Every function crate, as cargo -p arguments.
+function_packages=$(for f in functions/*/Cargo.toml; do printf -- '-p feen-%s ' "$(basename "$(dirname "$f")")"; done)
+
 step "the Workers host and the functions build and lint for wasm32-unknown-unknown"
-cargo clippy --locked --target wasm32-unknown-unknown -p feen-workers -p feen-auth -p feen-keys -p feen-shares -p feen-proxy -p feen-jobs -- -D warnings
+cargo clippy --locked --target wasm32-unknown-unknown -p feen-workers $function_packages -- -D warnings
 
 step "the Spin host and the functions lint for wasm32-wasip2"
-cargo clippy --locked --target wasm32-wasip2 -p feen-spin -p feen-auth -p feen-keys -p feen-shares -p feen-proxy -p feen-jobs -- -D warnings
+cargo clippy --locked --target wasm32-wasip2 -p feen-spin $function_packages -- -D warnings
 
 step "the core builds for both wasm targets"
 cargo build --locked -p feen-core -p feen-store -p feen-service --target wasm32-unknown-unknown

@@ -8,6 +8,7 @@ const routes = [
   ["/api/proxy", "PROXY"],
   ["/v1", "PROXY"],
   ["/api/jobs", "JOBS"],
+  ["/api/audit", "AUDIT"],
 ];
 
 export default {

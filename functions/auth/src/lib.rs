@@ -8,6 +8,7 @@
 //! access tokens have expired, so they stop working on every replica at once.
 
 use feen_core::Error;
+use feen_core::audit::Action;
 use feen_core::crypto::jwt::ACCESS_TTL_SECS;
 use feen_core::crypto::password::{self, SALT_LEN};
 use feen_core::crypto::token::{self, TokenKind};
@@ -16,9 +17,8 @@ use feen_core::ports::{Admission, Counter};
 use feen_core::secret::SecretString;
 use feen_core::timefmt::to_rfc3339;
 use feen_core::validate;
-use feen_service::auth::{
-    ACCESS_COOKIE, Caller, REFRESH_COOKIE, authenticate, revoked_session_key,
-};
+use feen_service::audit::{self, Event, Origin};
+use feen_service::auth::{ACCESS_COOKIE, REFRESH_COOKIE, authenticate, revoked_session_key};
 use feen_service::request::{MAX_JSON_BODY, client_addr, cookie, future_time, json_body, segments};
 use feen_service::response::no_content;
 use feen_service::{Ctx, Req, Resp, json, respond};
@@ -109,6 +109,7 @@ struct LoginBody {
 
 async fn login(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
     throttle_ip(&req, ctx).await?;
+    let origin = Origin::of(&req);
     let body: LoginBody = json_body(req, MAX_JSON_BODY).await?;
     let email = body.email.trim().to_ascii_lowercase();
     let now = ctx.now_ms();
@@ -138,6 +139,20 @@ async fn login(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
         .as_ref()
         .map_or_else(password::decoy_hash, |u| u.password_hash.clone());
     let verified = password::verify(&stored, &body.password);
+    if let Some(user) = user.as_ref().filter(|_| !verified) {
+        // Recorded after the response: the answer must take as long as for an unknown email.
+        let (later, origin, owner) = (ctx.clone(), origin.clone(), user.id.as_str().to_owned());
+        ctx.defer.defer(Box::pin(async move {
+            let event = Event {
+                owner: &owner,
+                actor: None,
+                action: Action::LoginFailed,
+                resource: Some(("user", &owner)),
+                details: json!({}),
+            };
+            audit::record(&later, &origin, event).await;
+        }));
+    }
     let Some(user) = user.filter(|_| verified) else {
         ctx.kv
             .add(&failures_key, 1, ACCOUNT_WINDOW_MS as u64)
@@ -156,7 +171,16 @@ async fn login(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
         rotated_at: None,
         revoked_at: None,
     };
-    issue_session(ctx, &session, Some(&user), StatusCode::OK).await
+    let resp = issue_session(ctx, &session, Some(&user), StatusCode::OK).await?;
+    let event = Event {
+        owner: user.id.as_str(),
+        actor: Some(user.id.as_str()),
+        action: Action::Login,
+        resource: Some(("session", session.family.as_str())),
+        details: json!({}),
+    };
+    audit::record(ctx, &origin, event).await;
+    Ok(resp)
 }
 
 /// Stores a refresh token for `session` and answers with it and a fresh access token.
@@ -240,6 +264,7 @@ async fn refresh(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
         code: "invalid_token",
         message: "the refresh token is invalid or expired",
     };
+    let origin = Origin::of(&req);
     let presented = presented_refresh(req)
         .await?
         .ok_or_else(Error::unauthenticated)?;
@@ -255,6 +280,14 @@ async fn refresh(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
         && sessions::mark_rotated(ctx.db.as_ref(), &session.id, now).await?;
     if !won {
         end_session(ctx, &session.family).await?;
+        let event = Event {
+            owner: session.user.as_str(),
+            actor: None,
+            action: Action::RefreshReused,
+            resource: Some(("session", session.family.as_str())),
+            details: json!({}),
+        };
+        audit::record(ctx, &origin, event).await;
         return Err(Error::Unauthorized {
             code: "refresh_token_reused",
             message: "this refresh token was already used; the session has been ended",
@@ -284,6 +317,7 @@ async fn end_session(ctx: &Ctx, family: &SessionId) -> Result<(), Error> {
 
 async fn logout(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
     let caller = authenticate(&req, ctx).await.ok();
+    let origin = Origin::of(&req);
     let presented = presented_refresh(req).await?;
     let mut ended = false;
     let hash = presented
@@ -293,10 +327,12 @@ async fn logout(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
         && let Some(session) = sessions::by_token(ctx.db.as_ref(), &hash).await?
     {
         end_session(ctx, &session.family).await?;
+        record_logout(ctx, &origin, &session.user, &session.family).await;
         ended = true;
     }
-    if let Some(session) = caller.as_ref().and_then(Caller::session) {
+    if let Some((caller, session)) = caller.as_ref().and_then(|c| Some((c, c.session()?))) {
         end_session(ctx, session).await?;
+        record_logout(ctx, &origin, &caller.user, session).await;
         ended = true;
     }
     if !ended {
@@ -307,6 +343,17 @@ async fn logout(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
     set_cookie(&mut resp, ACCESS_COOKIE, "", "/", 0, secure);
     set_cookie(&mut resp, REFRESH_COOKIE, "", PREFIX, 0, secure);
     Ok(resp)
+}
+
+async fn record_logout(ctx: &Ctx, origin: &Origin, user: &UserId, family: &SessionId) {
+    let event = Event {
+        owner: user.as_str(),
+        actor: Some(user.as_str()),
+        action: Action::Logout,
+        resource: Some(("session", family.as_str())),
+        details: json!({}),
+    };
+    audit::record(ctx, origin, event).await;
 }
 
 async fn me(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
@@ -335,6 +382,7 @@ struct PatBody {
 
 async fn create_pat(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
     let caller = authenticate(&req, ctx).await?;
+    let origin = Origin::of(&req);
     let body: PatBody = json_body(req, MAX_JSON_BODY).await?;
     let now = ctx.now_ms();
     let name = validate::name("name", &body.name)?;
@@ -348,6 +396,14 @@ async fn create_pat(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
         expires_at,
     };
     tokens::insert(ctx.db.as_ref(), &pat, &hash).await?;
+    let event = Event {
+        owner: pat.user.as_str(),
+        actor: Some(pat.user.as_str()),
+        action: Action::PatCreated,
+        resource: Some(("pat", pat.id.as_str())),
+        details: json!({ "name": pat.name }),
+    };
+    audit::record(ctx, &origin, event).await;
     let mut body = pat_json(&pat);
     if let Some(obj) = body.as_object_mut() {
         obj.insert("token".into(), secret.expose().into());
@@ -366,6 +422,14 @@ async fn revoke_pat(req: &Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
     let caller = authenticate(req, ctx).await?;
     let id = PatId::parse(id).ok_or(Error::NotFound("token"))?;
     if tokens::revoke(ctx.db.as_ref(), &caller.user, &id, ctx.now_ms()).await? {
+        let event = Event {
+            owner: caller.user.as_str(),
+            actor: Some(caller.user.as_str()),
+            action: Action::PatRevoked,
+            resource: Some(("pat", id.as_str())),
+            details: json!({}),
+        };
+        audit::record(ctx, &Origin::of(req), event).await;
         Ok(no_content())
     } else {
         Err(Error::NotFound("token"))

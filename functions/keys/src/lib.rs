@@ -4,6 +4,7 @@
 //! (`sk-...wxyz`). Rotating or deleting a key updates the proxy's share cache in the same
 //! request, so the next proxied call anywhere uses the new secret or is refused.
 
+use feen_core::audit::Action;
 use feen_core::crypto::keyring::NONCE_LEN;
 use feen_core::ids::KeyId;
 use feen_core::netguard::check_base_url;
@@ -11,6 +12,7 @@ use feen_core::providers::{self, AuthStyle, CustomAuth};
 use feen_core::secret::{SecretString, key_hint};
 use feen_core::timefmt::to_rfc3339;
 use feen_core::{Error, validate};
+use feen_service::audit::{self, Origin};
 use feen_service::auth::authenticate;
 use feen_service::request::{MAX_JSON_BODY, json_body, segments};
 use feen_service::response::no_content;
@@ -77,6 +79,7 @@ struct CreateBody {
 
 async fn create(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
     let caller = authenticate(&req, ctx).await?;
+    let origin = Origin::of(&req);
     let body: CreateBody = json_body(req, MAX_JSON_BODY).await?;
     let name = validate::name("name", &body.name)?;
     let provider = providers::find(&body.provider).ok_or_else(|| {
@@ -125,6 +128,17 @@ async fn create(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
         .keyring
         .seal(&body.api_key, key.id.as_str(), ctx.random::<NONCE_LEN>());
     keys::insert(ctx.db.as_ref(), &key, &sealed).await?;
+    let details = json!({ "name": key.name, "provider": key.provider });
+    let target = ("key", key.id.as_str());
+    audit::own(
+        ctx,
+        &origin,
+        key.user.as_str(),
+        Action::KeyAdded,
+        target,
+        details,
+    )
+    .await;
     Ok(json(StatusCode::CREATED, &key_json(&key)))
 }
 
@@ -151,12 +165,24 @@ struct RenameBody {
 
 async fn rename(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
     let caller = authenticate(&req, ctx).await?;
+    let origin = Origin::of(&req);
     let id = parse_id(id)?;
     let body: RenameBody = json_body(req, MAX_JSON_BODY).await?;
     let name = validate::name("name", &body.name)?;
     if !keys::rename(ctx.db.as_ref(), &caller.user, &id, &name, ctx.now_ms()).await? {
         return Err(Error::NotFound("key"));
     }
+    let details = json!({ "name": name });
+    let target = ("key", id.as_str());
+    audit::own(
+        ctx,
+        &origin,
+        caller.user.as_str(),
+        Action::KeyRenamed,
+        target,
+        details,
+    )
+    .await;
     get_json(ctx, &caller.user, &id).await
 }
 
@@ -168,6 +194,7 @@ struct RotateBody {
 
 async fn rotate(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
     let caller = authenticate(&req, ctx).await?;
+    let origin = Origin::of(&req);
     let id = parse_id(id)?;
     let body: RotateBody = json_body(req, MAX_JSON_BODY).await?;
     validate::api_key(body.api_key.expose())?;
@@ -189,6 +216,16 @@ async fn rotate(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
         return Err(Error::NotFound("key"));
     }
     feen_service::cache::refresh_shares(ctx, &caller.user, HashScope::Key(&id)).await?;
+    let target = ("key", id.as_str());
+    audit::own(
+        ctx,
+        &origin,
+        caller.user.as_str(),
+        Action::KeyRotated,
+        target,
+        json!({}),
+    )
+    .await;
     get_json(ctx, &caller.user, &id).await
 }
 
@@ -202,6 +239,18 @@ async fn delete(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
         return Err(Error::NotFound("key"));
     }
     feen_service::cache::tombstone(ctx, &hashes).await?;
+    let details = json!({ "sharesRevoked": hashes.len() });
+    let target = ("key", id.as_str());
+    let origin = Origin::of(&req);
+    audit::own(
+        ctx,
+        &origin,
+        caller.user.as_str(),
+        Action::KeyDeleted,
+        target,
+        details,
+    )
+    .await;
     Ok(no_content())
 }
 

@@ -5,11 +5,13 @@
 //! stored. Every change rewrites the proxy's share cache in the same request, so it takes effect
 //! on the next proxied call on every replica.
 
+use feen_core::audit::Action;
 use feen_core::crypto::token::{self, TokenKind};
 use feen_core::ids::{KeyId, ShareId, UserId};
 use feen_core::limits::{Budget, MAX_LIST, Period, Policy};
 use feen_core::timefmt::to_rfc3339;
 use feen_core::{Error, validate};
+use feen_service::audit::{self, Origin};
 use feen_service::auth::authenticate;
 use feen_service::request::{MAX_JSON_BODY, future_time, json_body, nullable, segments};
 use feen_service::response::no_content;
@@ -280,6 +282,7 @@ impl ShareBody {
 
 async fn create(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
     let caller = authenticate(&req, ctx).await?;
+    let origin = Origin::of(&req);
     let mut body: ShareBody = json_body(req, MAX_JSON_BODY).await?;
     let now = ctx.now_ms();
     let name = validate::name("name", body.name.take().as_deref().unwrap_or(""))?;
@@ -306,6 +309,17 @@ async fn create(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
         revoked_at: None,
     };
     shares::insert(ctx.db.as_ref(), &share, &hash).await?;
+    let details = json!({ "name": share.name, "apiKeyId": share.key });
+    let target = ("share", share.id.as_str());
+    audit::own(
+        ctx,
+        &origin,
+        share.user.as_str(),
+        Action::ShareMinted,
+        target,
+        details,
+    )
+    .await;
     Ok(json(
         StatusCode::CREATED,
         &with_token(share_json(&share, now), token.expose()),
@@ -337,6 +351,7 @@ async fn get(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
 
 async fn update(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
     let caller = authenticate(&req, ctx).await?;
+    let origin = Origin::of(&req);
     let id = parse_id(id)?;
     let mut body: ShareBody = json_body(req, MAX_JSON_BODY).await?;
     let now = ctx.now_ms();
@@ -361,7 +376,19 @@ async fn update(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
     }
     cache::refresh_shares(ctx, &caller.user, HashScope::Share(&id)).await?;
     let share = owned(ctx, &caller.user, &id).await?;
-    Ok(json(StatusCode::OK, &share_json(&share, now)))
+    let body = share_json(&share, now);
+    let target = ("share", id.as_str());
+    let user = caller.user.as_str();
+    audit::own(
+        ctx,
+        &origin,
+        user,
+        Action::ShareUpdated,
+        target,
+        body.clone(),
+    )
+    .await;
+    Ok(json(StatusCode::OK, &body))
 }
 
 async fn revoke(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
@@ -370,6 +397,17 @@ async fn revoke(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
     let share = owned(ctx, &caller.user, &id).await?;
     if share.revoked_at.is_none() {
         shares::revoke(ctx.db.as_ref(), &caller.user, &id, ctx.now_ms()).await?;
+        let target = ("share", id.as_str());
+        let origin = Origin::of(&req);
+        audit::own(
+            ctx,
+            &origin,
+            caller.user.as_str(),
+            Action::ShareRevoked,
+            target,
+            json!({}),
+        )
+        .await;
     }
     let hashes = shares::token_hashes(ctx.db.as_ref(), &caller.user, HashScope::Share(&id)).await?;
     cache::tombstone(ctx, &hashes).await?;
@@ -402,6 +440,17 @@ async fn regenerate(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
     }
     cache::tombstone(ctx, &old).await?;
     let share = owned(ctx, &caller.user, &id).await?;
+    let target = ("share", id.as_str());
+    let (origin, user) = (Origin::of(&req), caller.user.as_str());
+    audit::own(
+        ctx,
+        &origin,
+        user,
+        Action::ShareRegenerated,
+        target,
+        json!({}),
+    )
+    .await;
     Ok(json(
         StatusCode::OK,
         &with_token(share_json(&share, now), token.expose()),

@@ -53,6 +53,8 @@ pub async fn dispatch(req: Req, ctx: &Ctx) -> Resp {
         feen_shares::handle(req, ctx).await
     } else if under(feen_proxy::PREFIX) || under(feen_proxy::OPENAI_PREFIX) {
         feen_proxy::handle(req, ctx).await
+    } else if under(feen_audit::PREFIX) {
+        feen_audit::handle(req, ctx).await
     } else if under(feen_jobs::PREFIX) {
         feen_jobs::handle(req, ctx).await
     } else if path == "/healthz" {

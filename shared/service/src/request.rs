@@ -74,6 +74,13 @@ pub fn client_addr(req: &Req) -> Option<IpAddr> {
     req.extensions().get::<ClientAddr>().map(|c| c.0)
 }
 
+/// The query string's parameters, decoded; a name given twice keeps its last value.
+pub fn query(req: &Req) -> std::collections::HashMap<String, String> {
+    form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
 /// An optional RFC 3339 time that must lie in the future, as milliseconds since the epoch.
 pub fn future_time(
     field: &'static str,

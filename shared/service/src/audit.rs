@@ -1,0 +1,85 @@
+//! Recording sensitive actions in the audit log from a handler: who, what, which resource,
+//! when, from which address and client. Never a secret: callers pass names and ids only.
+
+use feen_core::audit::Action;
+use feen_core::ids::AuditId;
+use feen_store::audit::NewEntry;
+
+use crate::{Ctx, Req, request};
+
+/// What a request says about where it came from, taken before the handler consumes it.
+#[derive(Clone, Debug, Default)]
+pub struct Origin {
+    /// The client's address, as the host determined it.
+    pub client_ip: Option<String>,
+    /// The client's `User-Agent`.
+    pub user_agent: Option<String>,
+}
+
+impl Origin {
+    /// The origin of `req`.
+    pub fn of(req: &Req) -> Self {
+        Self {
+            client_ip: request::client_addr(req).map(|ip| ip.to_string()),
+            user_agent: req
+                .headers()
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        }
+    }
+}
+
+/// One action to record.
+pub struct Event<'a> {
+    /// Whose chain the row joins (the resource's owner).
+    pub owner: &'a str,
+    /// Who acted (`None`: nobody authenticated, e.g. a failed login).
+    pub actor: Option<&'a str>,
+    /// What was done.
+    pub action: Action,
+    /// The kind of resource and its id.
+    pub resource: Option<(&'a str, &'a str)>,
+    /// Further facts (names, not secrets).
+    pub details: serde_json::Value,
+}
+
+/// Appends `event` to its owner's audit chain. The action has already happened when this runs,
+/// so a failure to record it is logged, not turned into an error the client would retry.
+pub async fn record(ctx: &Ctx, origin: &Origin, event: Event<'_>) {
+    let now = ctx.now_ms();
+    let id = AuditId::new(now, ctx.random());
+    let entry = NewEntry {
+        id: &id,
+        owner: event.owner,
+        actor: event.actor,
+        action: event.action,
+        resource: event.resource,
+        at_ms: now,
+        client_ip: origin.client_ip.as_deref(),
+        user_agent: origin.user_agent.as_deref(),
+        details: &event.details,
+    };
+    if let Err(e) = feen_store::audit::append(ctx.db.as_ref(), &entry).await {
+        tracing::error!(action = event.action.as_str(), error = %e, "audit row not written");
+    }
+}
+
+/// Records an action a user took on a resource of their own (the common case).
+pub async fn own(
+    ctx: &Ctx,
+    origin: &Origin,
+    user: &str,
+    action: Action,
+    resource: (&str, &str),
+    details: serde_json::Value,
+) {
+    let event = Event {
+        owner: user,
+        actor: Some(user),
+        action,
+        resource: Some(resource),
+        details,
+    };
+    record(ctx, origin, event).await;
+}
