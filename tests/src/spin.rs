@@ -237,7 +237,6 @@ mod tests {
         assert_eq!(to("/api/auth/login"), Some("auth"));
         assert_eq!(to("/api/authx"), Some("fallback"));
         assert_eq!(to("/api/keys/1"), Some("fallback"));
-        assert_eq!(to("/api/audit/verify"), Some("audit"));
         assert_eq!(to("/healthz"), Some("auth"));
         assert_eq!(to("/healthz/x"), None);
         assert_eq!(to("/"), None);
@@ -254,6 +253,7 @@ mod tests {
         assert_eq!(to("/api/proxy/v1/chat/completions"), Some("proxy"));
         assert_eq!(to("/v1/models"), Some("proxy"));
         assert_eq!(to("/api/jobs/run"), Some("jobs"));
+        assert_eq!(to("/api/audit/verify"), Some("audit"));
         assert_eq!(to("/healthz"), Some("auth"));
         assert_eq!(to("/api/nothing"), Some("auth"));
         for component in ["auth", "keys", "shares", "proxy", "jobs", "audit"] {
