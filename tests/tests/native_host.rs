@@ -336,7 +336,7 @@ async fn daily_total_and_budget_limits_hold_exactly_across_processes() {
 
     let (_, daily) = apis[0].mint(&user, &key, json!({"dailyLimit": 7})).await;
     let (admitted, codes) = admitted_across(&apis, &daily).await;
-    assert_eq!(admitted, 7);
+    assert_eq!(admitted, 7, "{codes:?}");
     assert!(
         codes.iter().all(|c| c == "daily_limit_exceeded"),
         "{codes:?}"
@@ -344,7 +344,7 @@ async fn daily_total_and_budget_limits_hold_exactly_across_processes() {
 
     let (_, uses) = apis[0].mint(&user, &key, json!({"maxUses": 9})).await;
     let (admitted, codes) = admitted_across(&apis, &uses).await;
-    assert_eq!(admitted, 9);
+    assert_eq!(admitted, 9, "{codes:?}");
     assert!(codes.iter().all(|c| c == "uses_exhausted"), "{codes:?}");
 
     let (budget_share, budget) = apis[0]

@@ -5,12 +5,14 @@
 //! other scheduler).
 
 use feen_core::Error;
-use feen_core::ports::{Db, Kv};
+use feen_core::crypto::keyring::{KeyRing, NONCE_LEN};
+use feen_core::ports::{Db, Kv, Rng, random};
 use feen_service::request::segments;
 pub use feen_service::usage_list::{
     DRAIN_DELAY_MS, Decoded, USAGE_LIST, decode, drain_usage, enqueue_usage, store_usage,
 };
 use feen_service::{Ctx, Req, Resp, json, respond};
+use feen_store::shares::HashScope;
 use http::{Method, StatusCode};
 use serde::Serialize;
 
@@ -58,7 +60,12 @@ async fn route(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
             message: "the jobs token is missing or wrong",
         });
     }
-    let report = periodic(ctx.db.as_ref(), Some(ctx.kv.as_ref()), ctx.now_ms()).await?;
+    let means = Means {
+        usage_list: Some(ctx.kv.as_ref()),
+        keyring: Some((&ctx.config.keyring, ctx.rng.as_ref())),
+        cache: Some(ctx.kv.as_ref()),
+    };
+    let report = periodic(ctx.db.as_ref(), means, ctx.now_ms()).await?;
     Ok(json(StatusCode::OK, &report))
 }
 
@@ -73,21 +80,89 @@ pub struct Report {
     pub sessions_purged: u64,
     /// Usage events moved from the usage list to the database.
     pub usage_drained: u64,
+    /// Provider keys re-sealed with the key ring's current version.
+    pub keys_resealed: u64,
+    /// Provider keys still sealed with an older version (0: older versions may be retired once
+    /// the share cache has turned over, 5 minutes).
+    pub keys_on_old_versions: u64,
 }
 
-/// Runs every periodic job once; `usage_list` is the store holding the usage list, on hosts
-/// that queue usage there. Each job is idempotent, so overlapping or repeated runs (a retried
-/// cron, two replicas' timers) do no harm.
-pub async fn periodic(db: &dyn Db, usage_list: Option<&dyn Kv>, now: i64) -> Result<Report, Error> {
+/// What the periodic jobs may use besides the database.
+#[derive(Clone, Copy, Default)]
+pub struct Means<'a> {
+    /// The store holding the usage list, on hosts that queue usage there.
+    pub usage_list: Option<&'a dyn Kv>,
+    /// The key ring and randomness, to re-seal provider keys with the current version.
+    pub keyring: Option<(&'a KeyRing, &'a dyn Rng)>,
+    /// The share cache, whose entries of re-sealed keys are dropped (refilled from the database
+    /// on next use). Without it they age out within 5 minutes.
+    pub cache: Option<&'a dyn Kv>,
+}
+
+/// Runs every periodic job once. Each job is idempotent, so overlapping or repeated runs (a
+/// retried cron, two replicas' timers) do no harm.
+pub async fn periodic(db: &dyn Db, means: Means<'_>, now: i64) -> Result<Report, Error> {
     let sessions_purged = feen_store::sessions::purge_expired(db, now - SESSION_GRACE_MS).await?;
-    let usage_drained = match usage_list {
+    let usage_drained = match means.usage_list {
         Some(kv) => drain_usage(db, kv).await?,
         None => 0,
+    };
+    let (keys_resealed, keys_on_old_versions) = match means.keyring {
+        Some((ring, rng)) => rewrap(db, ring, rng, means.cache).await?,
+        None => (0, 0),
     };
     Ok(Report {
         sessions_purged,
         usage_drained,
+        keys_resealed,
+        keys_on_old_versions,
     })
+}
+
+/// Keys re-sealed per statement batch, and the most one run re-seals.
+const REWRAP_BATCH: i64 = 100;
+const REWRAP_MAX: usize = 50;
+
+/// Re-seals provider keys sealed with an older key-ring version with the current one, in
+/// batches, each only if the key was not rotated meanwhile. A key whose version the ring no
+/// longer holds is left as it is (and counted). Returns (re-sealed, still on old versions).
+pub async fn rewrap(
+    db: &dyn Db,
+    ring: &KeyRing,
+    rng: &dyn Rng,
+    cache: Option<&dyn Kv>,
+) -> Result<(u64, u64), Error> {
+    let current = ring.current_version();
+    let mut resealed = 0;
+    let mut after = String::new();
+    for _ in 0..REWRAP_MAX {
+        let batch = feen_store::keys::sealed_before(db, current, &after, REWRAP_BATCH).await?;
+        let Some((last, _, _)) = batch.last() else {
+            break;
+        };
+        after = last.as_str().to_owned();
+        for (id, owner, old) in &batch {
+            let Ok(secret) = ring.open(old, id.as_str()) else {
+                continue;
+            };
+            let new = ring.seal(&secret, id.as_str(), random::<NONCE_LEN>(rng));
+            if !feen_store::keys::reseal(db, id, old, &new).await? {
+                continue;
+            }
+            resealed += 1;
+            if let Some(kv) = cache {
+                let hashes =
+                    feen_store::shares::token_hashes(db, owner, HashScope::Key(id)).await?;
+                let keys: Vec<String> = hashes.iter().map(feen_service::cache::key).collect();
+                kv.delete(&keys).await?;
+            }
+        }
+        if (batch.len() as i64) < REWRAP_BATCH {
+            break;
+        }
+    }
+    let left = feen_store::keys::count_sealed_before(db, current).await?;
+    Ok((resealed, u64::try_from(left).unwrap_or(0)))
 }
 
 #[cfg(test)]

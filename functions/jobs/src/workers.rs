@@ -46,7 +46,19 @@ async fn scheduled(
 ) {
     let run = async {
         let db = HyperdriveDb::new(&env, "DB").map_err(|e| e.to_string())?;
-        crate::periodic(&db, None, WorkerClock.now_ms())
+        // The key ring, when this Worker has the secrets, lets the cron re-seal keys too.
+        let config = feen_workers::context_config(&env).ok();
+        let means = crate::Means {
+            usage_list: None,
+            cache: None,
+            keyring: config.as_ref().map(|c| {
+                (
+                    &c.keyring,
+                    &feen_workers::WorkerRng as &dyn feen_core::ports::Rng,
+                )
+            }),
+        };
+        crate::periodic(&db, means, WorkerClock.now_ms())
             .await
             .map_err(|e| e.to_string())
     };

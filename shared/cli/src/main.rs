@@ -87,7 +87,18 @@ async fn shutdown_signal() {
 
 async fn jobs(settings: &Settings, data_dir: &std::path::Path) -> Result<(), String> {
     let (db, _) = feen_native::server::open_db(settings, data_dir).await?;
-    let report = feen_native::server::run_jobs(db.as_ref()).await?;
+    // The key ring, when this deployment has one (never created here), re-seals old keys.
+    let configured =
+        settings.keyring.is_some() || feen_native::config::secrets_path(data_dir).exists();
+    let config = if configured {
+        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        Some(settings.config(data_dir, listen, &feen_native::system::OsRng)?)
+    } else {
+        None
+    };
+    let report =
+        feen_native::server::run_jobs(db.as_ref(), config.as_ref().map(|c| &c.keyring), None)
+            .await?;
     let json = serde_json::to_string(&report).map_err(|e| e.to_string())?;
     use std::io::Write;
     writeln!(std::io::stdout(), "{json}").map_err(|e| e.to_string())

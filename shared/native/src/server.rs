@@ -161,6 +161,8 @@ pub async fn serve(
     let jobs = (settings.jobs_interval_secs > 0).then(|| {
         tokio::spawn(run_jobs_every(
             ctx.db.clone(),
+            ctx.kv.clone(),
+            ctx.config.clone(),
             Duration::from_secs(settings.jobs_interval_secs),
         ))
     });
@@ -230,24 +232,41 @@ pub async fn serve(
     Ok(())
 }
 
-/// Runs the periodic jobs once (`feen jobs`, and each tick of `feen serve`'s timer).
-pub async fn run_jobs(db: &dyn Db) -> Result<feen_jobs::Report, String> {
+/// Runs the periodic jobs once (`feen jobs`, and each tick of `feen serve`'s timer); with the
+/// key ring, keys sealed with older versions are re-sealed too.
+pub async fn run_jobs(
+    db: &dyn Db,
+    keyring: Option<&feen_core::crypto::keyring::KeyRing>,
+    cache: Option<&dyn Kv>,
+) -> Result<feen_jobs::Report, String> {
     let now = feen_core::ports::Clock::now_ms(&SystemClock);
-    feen_jobs::periodic(db, None, now)
+    let means = feen_jobs::Means {
+        usage_list: None,
+        cache,
+        keyring: keyring.map(|k| (k, &OsRng as &dyn feen_core::ports::Rng)),
+    };
+    feen_jobs::periodic(db, means, now)
         .await
         .map_err(|e| format!("periodic jobs: {e}"))
 }
 
 /// `feen serve`'s timer: the periodic jobs a minute after start, then every `every`.
-async fn run_jobs_every(db: Arc<dyn Db>, every: Duration) {
+async fn run_jobs_every(
+    db: Arc<dyn Db>,
+    kv: Arc<dyn Kv>,
+    config: Arc<feen_service::Config>,
+    every: Duration,
+) {
     let first = tokio::time::Instant::now() + every.min(Duration::from_secs(60));
     let mut ticks = tokio::time::interval_at(first, every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        match run_jobs(db.as_ref()).await {
+        match run_jobs(db.as_ref(), Some(&config.keyring), Some(kv.as_ref())).await {
             Ok(report) => tracing::info!(
                 sessions_purged = report.sessions_purged,
+                keys_resealed = report.keys_resealed,
+                keys_on_old_versions = report.keys_on_old_versions,
                 "periodic jobs done"
             ),
             Err(e) => tracing::warn!(error = %e, "periodic jobs failed; retrying at the next tick"),

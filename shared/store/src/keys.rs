@@ -159,3 +159,61 @@ pub async fn delete(db: &dyn Db, user: &UserId, id: &KeyId) -> Result<bool, DbEr
         .await?;
     Ok(n == 1)
 }
+
+/// Keys sealed with a key-ring version older than `current`, after `after` in id order, at
+/// most `limit` (the key-ring rewrap job's batches; not an owner's query, hence no owner).
+pub async fn sealed_before(
+    db: &dyn Db,
+    current: u32,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<(KeyId, UserId, SealedSecret)>, DbError> {
+    let rows = db
+        .query(
+            "SELECT id, user_id, sealed_secret FROM api_keys WHERE key_version < $1 AND id > $2 \
+             ORDER BY id LIMIT $3",
+            &[i64::from(current).into(), after.into(), limit.into()],
+        )
+        .await?;
+    crate::decode(rows, |row| {
+        Ok((
+            KeyId::from_db(row.text(0)?),
+            UserId::from_db(row.text(1)?),
+            SealedSecret::from_stored(row.text(2)?),
+        ))
+    })
+}
+
+/// How many keys are sealed with a key-ring version older than `current`.
+pub async fn count_sealed_before(db: &dyn Db, current: u32) -> Result<i64, DbError> {
+    let rows = db
+        .query(
+            "SELECT COUNT(*) FROM api_keys WHERE key_version < $1",
+            &[i64::from(current).into()],
+        )
+        .await?;
+    rows.first().map_or(Ok(0), |r| r.int(0))
+}
+
+/// Replaces a key's sealed secret with the same secret sealed anew, if it still holds `old` (a
+/// rotation in between wins). Leaves `updated_at` alone: the key did not change.
+pub async fn reseal(
+    db: &dyn Db,
+    id: &KeyId,
+    old: &SealedSecret,
+    new: &SealedSecret,
+) -> Result<bool, DbError> {
+    let n = db
+        .execute(
+            "UPDATE api_keys SET sealed_secret = $3, key_version = $4 \
+             WHERE id = $1 AND sealed_secret = $2",
+            &[
+                id.as_str().into(),
+                old.as_str().into(),
+                new.as_str().into(),
+                i64::from(new.version().unwrap_or(0)).into(),
+            ],
+        )
+        .await?;
+    Ok(n == 1)
+}

@@ -289,7 +289,16 @@ fn text(env: &worker::Env, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// The functions' configuration from the Worker's secrets and vars.
+/// The functions' configuration from the Worker's secrets and vars (kept for the isolate's life).
+pub fn context_config(env: &worker::Env) -> worker::Result<Arc<Config>> {
+    if let Some(config) = CONFIG.with(|c| c.get().cloned()) {
+        return Ok(config);
+    }
+    let config = Arc::new(config(env)?);
+    CONFIG.with(|c| c.set(config.clone()).ok());
+    Ok(config)
+}
+
 fn config(env: &worker::Env) -> worker::Result<Config> {
     // A disconnect is invisible to a Worker (workerd neither drops nor cancels the stream).
     feen_service::settings::config(&|name| text(env, name), Some(30))
@@ -313,14 +322,7 @@ thread_local! {
 
 /// The context of ports for one request.
 pub fn context(env: &worker::Env, context: worker::Context) -> worker::Result<Ctx> {
-    let config = match CONFIG.with(|c| c.get().cloned()) {
-        Some(config) => config,
-        None => {
-            let config = Arc::new(config(env)?);
-            CONFIG.with(|c| c.set(config.clone()).ok());
-            config
-        }
-    };
+    let config = context_config(env)?;
     let memo = MEMO.with(|m| m.get_or_init(|| Arc::new(Memo::new())).clone());
     let http: Arc<dyn HttpClient> = Arc::new(FetchHttp);
     let url = text(env, "UPSTASH_REDIS_REST_URL")
