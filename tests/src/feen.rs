@@ -315,7 +315,7 @@ impl Feen {
         std::fs::create_dir_all(&data_dir).unwrap_or_else(|e| panic!("data dir: {e}"));
         let log_path = data_dir.join("miniflare.log");
         let log = std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("log file: {e}"));
-        let (database_url, rest, token) = edge_backing().await;
+        let (database_url, rest, token) = edge_backing(&options).await;
         let secrets = options.secrets.clone().unwrap_or_else(Secrets::fresh);
         let port = free_port();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("workers/serve.mjs");
@@ -363,7 +363,7 @@ impl Feen {
         let data_dir = std::env::temp_dir().join(unique("feen-spin-"));
         std::fs::create_dir_all(&data_dir).unwrap_or_else(|e| panic!("data dir: {e}"));
         let log_path = data_dir.join("wasmtime.log");
-        let (database_url, rest, token) = edge_backing().await;
+        let (database_url, rest, token) = edge_backing(&options).await;
         let sql = feen_standins::neon::spawn("127.0.0.1:0")
             .await
             .unwrap_or_else(|e| panic!("SQL-over-HTTP stand-in: {e}"));
@@ -533,10 +533,16 @@ impl Drop for Feen {
     }
 }
 
-/// What the edge hosts run against: a fresh migrated PostgreSQL database (its URL), and the
-/// Upstash REST stand-in in front of Redis (its address and token).
-async fn edge_backing() -> (String, std::net::SocketAddr, String) {
-    let database_url = fresh_postgres_database().await;
+/// What the edge hosts run against: a migrated PostgreSQL database (the options' shared one, so
+/// that a test can start a host again on the same data, or a fresh one), and the Upstash REST
+/// stand-in in front of Redis (its address and token).
+async fn edge_backing(options: &Options) -> (String, std::net::SocketAddr, String) {
+    let database_url = match &options.backend {
+        Backend::Shared { database_url, .. } | Backend::SharedRest { database_url, .. } => {
+            database_url.clone()
+        }
+        Backend::Embedded => fresh_postgres_database().await,
+    };
     let migrated = Command::new(binary())
         .arg("migrate")
         .env("DATABASE_URL", &database_url)
