@@ -454,3 +454,94 @@ async fn the_proxy_fails_closed_while_redis_is_down_and_recovers() {
         "service did not resume after Redis came back"
     );
 }
+
+/// A sample's value in Prometheus text.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
+#[tokio::test]
+async fn metrics_count_requests_refusals_usage_database_and_cache_for_the_token_holder() {
+    const TOKEN: &str = "metrics-token-0123456789abcdefghijklmnop";
+    let feen = Feen::start_with(Options {
+        env: vec![("FEEN_METRICS_TOKEN".into(), TOKEN.into())],
+        ..Options::default()
+    })
+    .await;
+    let api = Api::new(&feen.base);
+    let mock = MockProvider::start(SECRET).await;
+    let user = api.signup("metrics").await;
+    let key = api.add_key(&user, "openai", SECRET, &mock.base_url()).await;
+    let (share, token) = api.mint(&user, &key, json!({"rateLimit": 2})).await;
+    let statuses: Vec<u16> = [
+        api.chat(&token, chat()).await.status.as_u16(),
+        api.chat(&token, chat()).await.status.as_u16(),
+        api.chat(&token, chat()).await.status.as_u16(),
+    ]
+    .into();
+    assert_eq!(statuses, [200, 200, 429]);
+    let usage = api.wait_for_usage(&user, &share, 2).await;
+    let input = usage.body["totals"]["inputTokens"]
+        .as_u64()
+        .expect("input tokens");
+
+    let bearer = format!("Bearer {TOKEN}");
+    let reply = api
+        .raw(
+            Method::GET,
+            "/metrics",
+            &[("authorization", bearer.as_str())],
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(
+        reply.header("content-type"),
+        Some("text/plain; version=0.0.4")
+    );
+    let text = reply.text;
+    assert_eq!(
+        sample(
+            &text,
+            "feen_http_requests_total{group=\"proxy\",status=\"200\"}"
+        ),
+        2.0
+    );
+    assert_eq!(sample(&text, "feen_rate_limited_total"), 1.0);
+    assert_eq!(
+        sample(
+            &text,
+            "feen_http_request_duration_seconds_count{group=\"proxy\"}"
+        ),
+        3.0
+    );
+    assert_eq!(sample(&text, "feen_usage_events_total"), 2.0);
+    assert_eq!(sample(&text, "feen_usage_input_tokens_total"), input as f64);
+    assert!(sample(&text, "feen_db_query_duration_seconds_count") > 0.0);
+    assert_eq!(sample(&text, "feen_db_errors_total"), 0.0);
+    // The first call found the share in the database, the next ones in memory.
+    assert_eq!(
+        sample(&text, "feen_share_cache_lookups_total{source=\"database\"}"),
+        1.0
+    );
+    assert!(sample(&text, "feen_share_cache_lookups_total{source=\"memo\"}") >= 2.0);
+    assert!(!text.contains(SECRET) && !text.contains(&token) && !text.contains(TOKEN));
+
+    for auth in [None, Some("Bearer wrong")] {
+        let headers: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
+        let refused = api.raw(Method::GET, "/metrics", &headers, None).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.text);
+        assert_eq!(refused.code(), "invalid_token");
+    }
+}
+
+#[tokio::test]
+async fn without_a_metrics_token_there_is_no_metrics_endpoint() {
+    let feen = Feen::start().await;
+    let reply = Api::new(&feen.base)
+        .raw(Method::GET, "/metrics", &[], None)
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+}

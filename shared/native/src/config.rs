@@ -47,6 +47,8 @@ pub struct Settings {
     pub cookie_secure: Option<bool>,
     /// `FEEN_CLIENT_IP_HEADER` and `FEEN_TRUSTED_PROXIES`.
     pub client_ip: ClientIpSource,
+    /// `FEEN_METRICS_TOKEN`: the bearer token of `GET /metrics` (unset: no endpoint).
+    pub metrics_token: Option<String>,
     /// `FEEN_JOBS_TOKEN`: the bearer token of `POST /api/jobs/run` (unset: no endpoint).
     pub jobs_token: Option<String>,
     /// `FEEN_JOBS_INTERVAL_SECS`: how often `feen serve` runs the periodic jobs (0: never, for
@@ -67,6 +69,10 @@ impl std::fmt::Debug for Settings {
             )
             .field("allow_private_upstreams", &self.allow_private_upstreams)
             .field("jobs_token", &self.jobs_token.as_ref().map(|_| "[set]"))
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "[set]"),
+            )
             .finish()
     }
 }
@@ -117,6 +123,12 @@ impl Settings {
             cookie_secure: flag("FEEN_COOKIE_SECURE")?,
             client_ip: client_ip_source(var("FEEN_CLIENT_IP_HEADER"), var("FEEN_TRUSTED_PROXIES"))?,
             jobs_token: var("FEEN_JOBS_TOKEN"),
+            metrics_token: match var("FEEN_METRICS_TOKEN") {
+                Some(t) if t.trim().len() < 32 => {
+                    return Err("FEEN_METRICS_TOKEN must be at least 32 characters".into());
+                }
+                other => other.map(|t| t.trim().to_owned()),
+            },
             jobs_interval_secs: match var("FEEN_JOBS_INTERVAL_SECS") {
                 None => 3600,
                 Some(v) => v.trim().parse().map_err(|_| {

@@ -7,6 +7,7 @@ pub mod db;
 pub mod deferred;
 pub mod kv_memory;
 pub mod kv_redis;
+pub mod metrics;
 pub mod outbound;
 pub mod server;
 pub mod system;

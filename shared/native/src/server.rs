@@ -12,6 +12,7 @@ use bytes::Bytes;
 use feen_core::body::StreamError;
 use feen_core::netguard::ClientIpSource;
 use feen_core::ports::{Db, HttpClient, Kv};
+use feen_core::secret::SecretString;
 use feen_core::{Body, Error};
 use feen_service::cache::Memo;
 use feen_service::request::ClientAddr;
@@ -29,6 +30,7 @@ use crate::db::{PgDb, SqliteDb};
 use crate::deferred::Tasks;
 use crate::kv_memory::MemoryKv;
 use crate::kv_redis::RedisKv;
+use crate::metrics::{CountingSink, Metrics, TimedDb};
 use crate::outbound::ReqwestHttp;
 use crate::system::{OsRng, SystemClock};
 use crate::usage_writer;
@@ -137,6 +139,11 @@ pub async fn serve(
 ) -> Result<(), String> {
     let config = settings.config(&data_dir, listen, &OsRng)?;
     let (db, db_name) = open_db(&settings, &data_dir).await?;
+    let metrics = Metrics::new();
+    let db: Arc<dyn Db> = Arc::new(TimedDb {
+        inner: db,
+        metrics: metrics.clone(),
+    });
     let http: Arc<dyn HttpClient> =
         Arc::new(ReqwestHttp::new(settings.allow_private_upstreams).map_err(|e| e.to_string())?);
     // The REST store is reached by a client of its own: its URL is the operator's, not an
@@ -146,14 +153,21 @@ pub async fn serve(
     let (kv, kv_name) = open_kv(&settings, store_http).await?;
     let (sink, writer) = usage_writer::spawn(db.clone());
     let tasks = Tasks::new();
-    let client_ip = Arc::new(settings.client_ip.clone());
+    let front = Arc::new(Front {
+        client_ip: settings.client_ip.clone(),
+        metrics: metrics.clone(),
+        metrics_token: settings.metrics_token.clone().map(SecretString::new),
+    });
     let ctx = Ctx {
         db,
         kv,
         http,
         clock: Arc::new(SystemClock),
         rng: Arc::new(OsRng),
-        usage: Arc::new(sink),
+        usage: Arc::new(CountingSink {
+            inner: sink,
+            metrics: metrics.clone(),
+        }),
         defer: Arc::new(tasks.clone()),
         memo: Arc::new(Memo::new()),
         config: Arc::new(config),
@@ -186,11 +200,11 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let ctx = ctx.clone();
-                let client_ip = client_ip.clone();
+                let front = front.clone();
                 let service = hyper::service::service_fn(move |req| {
                     let ctx = ctx.clone();
-                    let client_ip = client_ip.clone();
-                    async move { Ok::<_, Infallible>(handle(req, peer, &client_ip, &ctx).await) }
+                    let front = front.clone();
+                    async move { Ok::<_, Infallible>(handle(req, peer, &front, &ctx).await) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service);
@@ -276,16 +290,72 @@ async fn run_jobs_every(
 
 type OutBody = UnsyncBoxBody<Bytes, StreamError>;
 
+/// What the server does around the functions: the client's address, the monitoring points.
+struct Front {
+    client_ip: ClientIpSource,
+    metrics: Arc<Metrics>,
+    metrics_token: Option<SecretString>,
+}
+
+/// The function a path belongs to, as a metrics label.
+fn group(path: &str) -> &'static str {
+    let under = |prefix: &str| {
+        path == prefix
+            || path
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('/'))
+    };
+    [
+        (feen_auth::PREFIX, "auth"),
+        (feen_keys::PREFIX, "keys"),
+        (feen_shares::PREFIX, "shares"),
+        (feen_proxy::PREFIX, "proxy"),
+        (feen_proxy::OPENAI_PREFIX, "proxy"),
+        (feen_jobs::PREFIX, "jobs"),
+        (feen_audit::PREFIX, "audit"),
+    ]
+    .into_iter()
+    .find(|(prefix, _)| under(prefix))
+    .map_or("other", |(_, name)| name)
+}
+
+/// `GET /metrics` with `Authorization: Bearer FEEN_METRICS_TOKEN` (no token configured: no
+/// such route).
+fn metrics_response(parts: &http::request::Parts, front: &Front) -> Option<Resp> {
+    let expected = front.metrics_token.as_ref()?;
+    if parts.uri.path() != "/metrics" {
+        return None;
+    }
+    let presented = parts
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !presented.is_some_and(|p| expected.ct_eq(p)) {
+        return Some(error_response(&Error::Unauthorized {
+            code: "invalid_token",
+            message: "the metrics token is missing or wrong",
+        }));
+    }
+    let mut resp = http::Response::new(Body::Full(Bytes::from(front.metrics.render())));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    Some(resp)
+}
+
 async fn handle(
     req: http::Request<Incoming>,
     peer: SocketAddr,
-    client_ip: &ClientIpSource,
+    front: &Front,
     ctx: &Ctx,
 ) -> http::Response<OutBody> {
     let started = std::time::Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let (mut parts, incoming) = req.into_parts();
+    let client_ip = &front.client_ip;
     let forwarded = client_ip
         .header
         .as_deref()
@@ -298,7 +368,16 @@ async fn handle(
             .into_data_stream()
             .map_err(|e| -> StreamError { Box::new(e) }),
     );
-    let resp = dispatch(http::Request::from_parts(parts, body), ctx).await;
+    let resp = match metrics_response(&parts, front) {
+        Some(resp) => resp,
+        None => dispatch(http::Request::from_parts(parts, body), ctx).await,
+    };
+    let group = group(&path);
+    front.metrics.request(
+        group,
+        resp.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     // The path only: a query string may carry a token (`?key=`).
     tracing::info!(
         method = %method,

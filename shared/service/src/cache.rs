@@ -13,6 +13,7 @@
 //!   every replica, with one round trip to the store on a warm path and no database query.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use feen_core::Error;
@@ -29,6 +30,21 @@ const MEMO_TTL_MS: i64 = 60_000;
 /// The most entries the memo holds; past that it starts over.
 const MEMO_CAP: usize = 10_000;
 const TOMBSTONE: &str = "-";
+
+/// Share lookups answered by the memo, by the shared entry, and by the database (counted for the
+/// hosts' monitoring).
+static MEMO_HITS: AtomicU64 = AtomicU64::new(0);
+static SHARED_HITS: AtomicU64 = AtomicU64::new(0);
+static DATABASE_LOOKUPS: AtomicU64 = AtomicU64::new(0);
+
+/// (memo hits, shared-entry hits, database lookups) since the process started.
+pub fn stats() -> (u64, u64, u64) {
+    (
+        MEMO_HITS.load(Ordering::Relaxed),
+        SHARED_HITS.load(Ordering::Relaxed),
+        DATABASE_LOOKUPS.load(Ordering::Relaxed),
+    )
+}
 
 /// The cache key for a token hash.
 pub fn key(hash: &TokenHash) -> String {
@@ -90,7 +106,10 @@ fn encode(target: &ProxyTarget) -> Result<String, Error> {
 pub async fn fetch(ctx: &Ctx, hash: &TokenHash) -> Result<Option<Arc<Cached>>, Error> {
     let key = key(hash);
     let mut text = ctx.kv.get(&key).await?;
-    if text.is_none() {
+    if text.is_some() {
+        SHARED_HITS.fetch_add(1, Ordering::Relaxed);
+    } else {
+        DATABASE_LOOKUPS.fetch_add(1, Ordering::Relaxed);
         let fresh = match shares::proxy_target(ctx.db.as_ref(), hash).await? {
             Some(t) => encode(&t)?,
             None => TOMBSTONE.to_owned(),
@@ -117,7 +136,10 @@ pub async fn fetch(ctx: &Ctx, hash: &TokenHash) -> Result<Option<Arc<Cached>>, E
 /// a fetch.
 pub async fn load(ctx: &Ctx, hash: &TokenHash) -> Result<Option<Arc<Cached>>, Error> {
     match ctx.memo.get(hash, ctx.now_ms()) {
-        Some(cached) => Ok(Some(cached)),
+        Some(cached) => {
+            MEMO_HITS.fetch_add(1, Ordering::Relaxed);
+            Ok(Some(cached))
+        }
         None => fetch(ctx, hash).await,
     }
 }

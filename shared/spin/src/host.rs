@@ -4,7 +4,8 @@
 // WASI types behind them are not `Send`, which is fine.
 #![allow(clippy::arc_with_non_send_sync)]
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
+use std::rc::Rc;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -265,8 +266,33 @@ where
             .extensions
             .insert(ClientAddr(client_ip.client(peer, forwarded)));
     }
-    let body = Body::from_stream(body.stream().map(|chunk| chunk.map_err(stream_error)));
+    // The handler reads the body through a shared slot, so that what it left unread (a body
+    // refused as too large) can be drained before answering: a host that closes a connection
+    // with unread request bytes resets it, and the client may never see the answer.
+    let slot = Rc::new(RefCell::new(Some(body.stream())));
+    let reader = slot.clone();
+    let body = Body::from_stream(futures_util::stream::poll_fn(move |cx| {
+        match reader.borrow_mut().as_mut() {
+            Some(stream) => stream
+                .poll_next_unpin(cx)
+                .map(|c| c.map(|c| c.map_err(stream_error))),
+            None => Poll::Ready(None),
+        }
+    }));
     let resp = handler(http::Request::from_parts(parts, body), ctx).await;
+    let rest = slot.borrow_mut().take();
+    if let Some(mut rest) = rest {
+        let mut drained = 0usize;
+        while let Some(Ok(chunk)) = rest.next().await {
+            drained += chunk.len();
+            if drained > MAX_DRAIN {
+                break;
+            }
+        }
+    }
     let (parts, body) = resp.into_parts();
     http::Response::from_parts(parts, OutBody(Some(body)))
 }
+
+/// The most of an unread request body drained (above the largest body a function accepts).
+const MAX_DRAIN: usize = 48 * 1024 * 1024;
