@@ -5,9 +5,9 @@
 #![allow(clippy::arc_with_non_send_sync)]
 
 use std::cell::{OnceCell, RefCell};
-use std::rc::Rc;
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
