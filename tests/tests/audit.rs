@@ -190,6 +190,20 @@ async fn every_sensitive_action_is_logged_chained_and_private() {
     let later = api.get("/api/audit/verify?fromSeq=3", &ann.token).await;
     assert_eq!(later.body["valid"], true, "{}", later.text);
     assert_eq!(later.body["checked"], 10);
+
+    // Deleting the newest rows leaves an intact, shorter chain; the anchored head shows it.
+    db.execute(
+        "DELETE FROM audit_log WHERE owner_id = $1 AND seq >= 11",
+        &[ann.id.as_str().into()],
+    )
+    .await
+    .expect("truncate");
+    let truncated = api.get("/api/audit/verify?fromSeq=3", &ann.token).await;
+    assert_eq!(truncated.body["valid"], false, "{}", truncated.text);
+    assert_eq!(
+        truncated.body["brokenAt"],
+        json!({"seq": 11, "reason": "truncated"})
+    );
 }
 
 #[tokio::test]

@@ -140,8 +140,15 @@ async fn verify(req: &Req, ctx: &Ctx) -> Result<Resp, Error> {
         Vec::new()
     };
     let stored: Vec<_> = rows.iter().map(Entry::stored).collect();
+    // Rows deleted from the end leave a shorter, intact chain: the head anchored outside the
+    // database (when the counter store still has it) shows them.
+    let anchored = feen_service::audit::anchored_head(ctx, owner).await;
     // A range must start where asked and end where asked: rows missing at either end are gaps.
     let result = match (rows.first(), rows.last()) {
+        _ if anchored.is_some_and(|a| a > head) => Err(audit::Break {
+            seq: head + 1,
+            reason: "truncated",
+        }),
         (Some(first), _) if first.seq != from => Err(audit::Break {
             seq: from,
             reason: "gap",

@@ -163,7 +163,8 @@ pub struct Break {
     /// The first row whose position or hash is not what the chain says.
     pub seq: i64,
     /// Why: `gap` (a row is missing), `hash` (a row was changed), `link` (a row does not follow
-    /// the one before it).
+    /// the one before it), `truncated` (the newest rows are gone: the chain ends before the head
+    /// anchored outside the database).
     pub reason: &'static str,
 }
 

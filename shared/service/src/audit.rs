@@ -60,9 +60,40 @@ pub async fn record(ctx: &Ctx, origin: &Origin, event: Event<'_>) {
         user_agent: origin.user_agent.as_deref(),
         details: &event.details,
     };
-    if let Err(e) = feen_store::audit::append(ctx.db.as_ref(), &entry).await {
-        tracing::error!(action = event.action.as_str(), error = %e, "audit row not written");
+    match feen_store::audit::append(ctx.db.as_ref(), &entry).await {
+        Ok(stored) => {
+            // The chain's newest place, kept outside the database too: deleting the newest rows
+            // leaves an intact chain, but not a matching head.
+            let anchor = ctx
+                .kv
+                .set(&head_key(event.owner), &stored.seq.to_string(), HEAD_TTL_MS)
+                .await;
+            if let Err(e) = anchor {
+                tracing::warn!(error = %e, "audit head not anchored");
+            }
+        }
+        Err(e) => {
+            tracing::error!(action = event.action.as_str(), error = %e, "audit row not written");
+        }
     }
+}
+
+/// How long an owner's anchored head is kept without a new row.
+const HEAD_TTL_MS: u64 = 400 * 86_400_000;
+
+/// The counter-store key of an owner's anchored chain head.
+pub fn head_key(owner: &str) -> String {
+    format!("audit:head:{owner}")
+}
+
+/// The newest place of an owner's chain as last anchored outside the database, if known.
+pub async fn anchored_head(ctx: &Ctx, owner: &str) -> Option<i64> {
+    ctx.kv
+        .get(&head_key(owner))
+        .await
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse().ok())
 }
 
 /// Records an action a user took on a resource of their own (the common case).
