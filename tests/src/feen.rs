@@ -152,6 +152,9 @@ pub struct Feen {
     child: Option<Child>,
     /// Further processes of the host (Spin: one `wasmtime serve` per component), ended on drop.
     others: Vec<Child>,
+    /// Whether dropping this Feen removes its data directory: when the harness made it, the
+    /// test passed, and nobody stopped Feen to start it again on the same directory.
+    remove_on_drop: bool,
 }
 
 /// How to start a Feen process.
@@ -199,6 +202,7 @@ impl Feen {
         if std::env::var("FEEN_E2E_HOST").as_deref() == Ok("spin") {
             return Self::start_spin(options).await;
         }
+        let owned = options.data_dir.is_none();
         let data_dir = options
             .data_dir
             .clone()
@@ -271,6 +275,7 @@ impl Feen {
             log_path,
             child: Some(child),
             others: Vec::new(),
+            remove_on_drop: owned,
         };
         feen.wait_ready().await;
         feen
@@ -349,6 +354,7 @@ impl Feen {
             log_path,
             child: Some(child),
             others: Vec::new(),
+            remove_on_drop: true,
         };
         feen.wait_ready().await;
         feen
@@ -428,6 +434,7 @@ impl Feen {
             log_path,
             child: None,
             others,
+            remove_on_drop: true,
         };
         // Every component answers /healthz; wait for each one, not just the routed one.
         for port in ports.values() {
@@ -496,6 +503,8 @@ impl Feen {
         let Some(mut child) = self.child.take() else {
             panic!("already stopped")
         };
+        // A stopped Feen may be started again on the same directory.
+        self.remove_on_drop = false;
         if let Some(pid) = child.id() {
             signal("TERM", &pid.to_string());
         }
@@ -507,8 +516,8 @@ impl Feen {
 }
 
 impl Drop for Feen {
-    /// Ends the Workers host gracefully, so the workerd that node started does not outlive the
-    /// test.
+    /// Ends the host's extra processes, the Workers host gracefully (so the workerd that node
+    /// started does not outlive the test), and removes the data directory of a passed test.
     fn drop(&mut self) {
         for other in &mut self.others {
             let _ = other.start_kill();
@@ -529,6 +538,10 @@ impl Drop for Feen {
             }
             // Whatever is left of the group (nothing, when the dispose worked).
             signal("KILL", &format!("-{pid}"));
+        }
+        // A failed test keeps its directory (its logs); a passed one leaves nothing behind.
+        if self.remove_on_drop && !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
         }
     }
 }
