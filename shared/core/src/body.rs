@@ -4,8 +4,12 @@
 //! `ReadableStream`, a Spin streaming body), which is what lets the proxy forward without
 //! buffering.
 
+#[cfg(target_family = "wasm")]
+use std::cell::RefCell;
 use std::fmt;
 use std::pin::Pin;
+#[cfg(target_family = "wasm")]
+use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -74,6 +78,49 @@ impl Body {
                     buf.extend_from_slice(&chunk);
                 }
                 Ok(Bytes::from(buf))
+            }
+        }
+    }
+}
+
+/// A request body for a handler, and the [`Leftover`] the host keeps: what the handler leaves
+/// unread (a body refused as too large) can be drained before answering, because a runtime that
+/// closes a connection with unread request bytes resets it and the client may never see the
+/// answer. Wasm hosts only (the edge runtimes, single-threaded).
+#[cfg(target_family = "wasm")]
+pub fn drainable<S>(stream: S) -> (Body, Leftover)
+where
+    S: Stream<Item = Result<Bytes, StreamError>> + 'static,
+{
+    let slot: Rc<RefCell<Option<ByteStream>>> = Rc::new(RefCell::new(Some(Box::pin(stream))));
+    let reader = slot.clone();
+    let body = Body::from_stream(futures_util::stream::poll_fn(move |cx| {
+        match reader.borrow_mut().as_mut() {
+            Some(stream) => stream.as_mut().poll_next(cx),
+            None => Poll::Ready(None),
+        }
+    }));
+    (body, Leftover(slot))
+}
+
+/// What a handler left unread of a [`drainable`] body.
+#[cfg(target_family = "wasm")]
+pub struct Leftover(Rc<RefCell<Option<ByteStream>>>);
+
+#[cfg(target_family = "wasm")]
+impl Leftover {
+    /// Reads and discards the rest of the body, up to `max` bytes (past that the connection may
+    /// be reset; nobody is owed an endless read).
+    pub async fn drain(self, max: usize) {
+        use futures_util::StreamExt;
+        let rest = self.0.borrow_mut().take();
+        if let Some(mut rest) = rest {
+            let mut drained = 0usize;
+            while let Some(Ok(chunk)) = rest.next().await {
+                drained += chunk.len();
+                if drained > max {
+                    break;
+                }
             }
         }
     }

@@ -463,6 +463,15 @@ async fn usage_events_are_written_once(db: Arc<dyn Db>) {
     assert_eq!(third, Some(events[2].clone()));
 }
 
+/// The verdict on Ann's chain, places 1 to 9.
+async fn chain_of_ann(db: &dyn Db) -> Result<(), feen_core::audit::Break> {
+    let rows = feen_store::audit::range(db, "usr_ann", 1, 9)
+        .await
+        .expect("range");
+    let stored: Vec<_> = rows.iter().map(|r| r.stored()).collect();
+    feen_core::audit::verify(&stored)
+}
+
 async fn the_audit_chain_links_every_row_and_shows_tampering(db: Arc<dyn Db>) {
     use feen_core::audit::{self, Action};
     use feen_core::ids::AuditId;
@@ -510,11 +519,10 @@ async fn the_audit_chain_links_every_row_and_shows_tampering(db: Arc<dyn Db>) {
         1
     );
 
+    assert_eq!(chain_of_ann(db).await, Ok(()));
     let rows = feen_store::audit::range(db, "usr_ann", 1, 9)
         .await
         .expect("range");
-    let stored: Vec<_> = rows.iter().map(|r| r.stored()).collect();
-    assert_eq!(audit::verify(&stored), Ok(()));
     assert_eq!(rows[0].prev_hash, audit::GENESIS);
 
     let page = feen_store::audit::list(db, "usr_ann", &Filter::default(), 3)
@@ -567,12 +575,8 @@ async fn the_audit_chain_links_every_row_and_shows_tampering(db: Arc<dyn Db>) {
     )
     .await
     .expect("tamper");
-    let rows = feen_store::audit::range(db, "usr_ann", 1, 9)
-        .await
-        .expect("range");
-    let stored: Vec<_> = rows.iter().map(|r| r.stored()).collect();
     assert_eq!(
-        audit::verify(&stored),
+        chain_of_ann(db).await,
         Err(audit::Break {
             seq: 4,
             reason: "hash"
@@ -584,12 +588,8 @@ async fn the_audit_chain_links_every_row_and_shows_tampering(db: Arc<dyn Db>) {
     )
     .await
     .expect("delete");
-    let rows = feen_store::audit::range(db, "usr_ann", 1, 9)
-        .await
-        .expect("range");
-    let stored: Vec<_> = rows.iter().map(|r| r.stored()).collect();
     assert_eq!(
-        audit::verify(&stored),
+        chain_of_ann(db).await,
         Err(audit::Break {
             seq: 4,
             reason: "gap"

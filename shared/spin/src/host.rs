@@ -4,10 +4,9 @@
 // WASI types behind them are not `Send`, which is fine.
 #![allow(clippy::arc_with_non_send_sync)]
 
-use std::cell::{OnceCell, RefCell};
+use std::cell::OnceCell;
 use std::future::Future;
 use std::pin::Pin;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -266,30 +265,11 @@ where
             .extensions
             .insert(ClientAddr(client_ip.client(peer, forwarded)));
     }
-    // The handler reads the body through a shared slot, so that what it left unread (a body
-    // refused as too large) can be drained before answering: a host that closes a connection
-    // with unread request bytes resets it, and the client may never see the answer.
-    let slot = Rc::new(RefCell::new(Some(body.stream())));
-    let reader = slot.clone();
-    let body = Body::from_stream(futures_util::stream::poll_fn(move |cx| {
-        match reader.borrow_mut().as_mut() {
-            Some(stream) => stream
-                .poll_next_unpin(cx)
-                .map(|c| c.map(|c| c.map_err(stream_error))),
-            None => Poll::Ready(None),
-        }
-    }));
+    // What the handler leaves unread (a body refused as too large) is drained before answering.
+    let (body, leftover) =
+        feen_core::body::drainable(body.stream().map(|chunk| chunk.map_err(stream_error)));
     let resp = handler(http::Request::from_parts(parts, body), ctx).await;
-    let rest = slot.borrow_mut().take();
-    if let Some(mut rest) = rest {
-        let mut drained = 0usize;
-        while let Some(Ok(chunk)) = rest.next().await {
-            drained += chunk.len();
-            if drained > MAX_DRAIN {
-                break;
-            }
-        }
-    }
+    leftover.drain(MAX_DRAIN).await;
     let (parts, body) = resp.into_parts();
     http::Response::from_parts(parts, OutBody(Some(body)))
 }

@@ -4,9 +4,8 @@
 // so an `Arc` of a `!Send` port is sound here, only heavier than an `Rc`.
 #![allow(clippy::arc_with_non_send_sync)]
 
-use std::cell::{OnceCell, RefCell};
+use std::cell::OnceCell;
 use std::future::Future;
-use std::rc::Rc;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -397,30 +396,12 @@ where
             .extensions
             .insert(ClientAddr(source.client(peer, forwarded)));
     }
-    // The handler reads the body through a shared slot, so that whatever it left unread can be
-    // drained below: workerd closes a connection whose request body was not read, which breaks
-    // the client's next request on it.
-    let slot = Rc::new(RefCell::new(Some(body)));
-    let reader = slot.clone();
-    let body = Body::from_stream(futures_util::stream::poll_fn(move |cx| {
-        match reader.borrow_mut().as_mut() {
-            Some(body) => body
-                .poll_next_unpin(cx)
-                .map(|c| c.map(|c| c.map_err(stream_error))),
-            None => std::task::Poll::Ready(None),
-        }
-    }));
+    // Whatever the handler leaves unread is drained below: workerd closes a connection whose
+    // request body was not read, which breaks the client's next request on it.
+    let (body, leftover) =
+        feen_core::body::drainable(body.map(|chunk| chunk.map_err(stream_error)));
     let resp = handler(http::Request::from_parts(parts, body), ctx).await;
-    let rest = slot.borrow_mut().take();
-    if let Some(mut rest) = rest {
-        let mut drained = 0usize;
-        while let Some(Ok(chunk)) = rest.next().await {
-            drained += chunk.len();
-            if drained > MAX_DRAIN {
-                break;
-            }
-        }
-    }
+    leftover.drain(MAX_DRAIN).await;
     let (parts, body) = resp.into_parts();
     Ok(http::Response::from_parts(parts, to_worker_body(body)?))
 }
