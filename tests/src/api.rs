@@ -228,3 +228,16 @@ impl Api {
         }
     }
 }
+
+/// Waits, when less than 20 s of the current UTC minute remain, for the next one to start: a
+/// test that counts requests against a per-minute limit must not straddle two windows.
+pub async fn within_one_minute() {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let left = 60_000 - now_ms % 60_000;
+    if left < 20_000 {
+        tokio::time::sleep(std::time::Duration::from_millis(left + 50)).await;
+    }
+}

@@ -49,6 +49,7 @@ fn chat_body(stream: bool) -> Value {
 }
 
 async fn journey(api: Api) {
+    feen_e2e::api::within_one_minute().await;
     let (user, mock, _key, share, token) = setup(&api, json!({"rateLimit": 3})).await;
 
     let plain = api.chat(&token, chat_body(false)).await;
@@ -412,6 +413,7 @@ async fn daily_limits_models_and_expiry_are_enforced() {
 #[tokio::test]
 async fn updated_limits_and_regenerated_tokens_take_effect_at_once() {
     let (api, _feen) = target(Backend::Embedded).await;
+    feen_e2e::api::within_one_minute().await;
     let (user, _mock, _key, share, token) = setup(&api, json!({"rateLimit": 1})).await;
     assert_eq!(
         api.chat(&token, chat_body(false)).await.status,

@@ -23,6 +23,7 @@ async fn provider_keys_and_tokens_never_appear_in_logs_or_responses() {
     let key = api.add_key(&user, "openai", SECRET, &mock.base_url()).await;
     texts.push(api.get("/api/keys", &user.token).await.text);
     texts.push(api.get(&format!("/api/keys/{key}"), &user.token).await.text);
+    feen_e2e::api::within_one_minute().await;
     let (share, token) = api.mint(&user, &key, json!({"rateLimit": 2})).await;
     for _ in 0..3 {
         texts.push(api.chat(&token, chat()).await.text);
@@ -150,6 +151,7 @@ async fn two_processes_sharing_postgres_and_redis_act_as_one() {
 
     // A rate limit holds across both processes: 64 concurrent clients, exactly `limit` admitted.
     let limit = 10;
+    feen_e2e::api::within_one_minute().await;
     let (share, token) = api_a.mint(&user, &key, json!({"rateLimit": limit})).await;
     let calls: Vec<_> = (0..64)
         .map(|i| {
@@ -474,6 +476,7 @@ async fn metrics_count_requests_refusals_usage_database_and_cache_for_the_token_
     let mock = MockProvider::start(SECRET).await;
     let user = api.signup("metrics").await;
     let key = api.add_key(&user, "openai", SECRET, &mock.base_url()).await;
+    feen_e2e::api::within_one_minute().await;
     let (share, token) = api.mint(&user, &key, json!({"rateLimit": 2})).await;
     let statuses: Vec<u16> = [
         api.chat(&token, chat()).await.status.as_u16(),

@@ -46,6 +46,7 @@ async fn run_sdk(script: &str, feen: &Feen, token: &str) -> Value {
 
 #[tokio::test]
 async fn the_official_openai_python_sdk_works_through_the_proxy() {
+    feen_e2e::api::within_one_minute().await;
     let (feen, api, user, share, token) = setup("openai", json!({"rateLimit": 2})).await;
     let seen = run_sdk("openai_sdk.py", &feen, &token).await;
     assert_eq!(seen["plain"], mock::REPLY);
