@@ -191,7 +191,11 @@ pub async fn router(manifest: Manifest, ports: HashMap<String, u16>) -> SocketAd
     let shared = std::sync::Arc::new((manifest, ports, {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
-        Client::builder(TokioExecutor::new()).build(connector)
+        // A connection per request, as Spin's in-process router has no pooled hop: a reused
+        // connection the component's host has just closed fails the request (seen as a 502).
+        Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build(connector)
     }));
     tokio::spawn(async move {
         while let Ok((stream, peer)) = listener.accept().await {
