@@ -9,6 +9,7 @@ const routes = [
   ["/v1", "PROXY"],
   ["/api/jobs", "JOBS"],
   ["/api/audit", "AUDIT"],
+  ["/api/teams", "TEAMS"],
 ];
 
 export default {

@@ -7,7 +7,7 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
-    for kind in [TokenKind::Share, TokenKind::Pat, TokenKind::Refresh] {
+    for kind in [TokenKind::Share, TokenKind::Pat, TokenKind::Refresh, TokenKind::Invite] {
         if let Some(hash) = token::verify(kind, &text) {
             assert!(text.starts_with(kind.prefix()));
             assert_eq!(hash, token::hash(&text));

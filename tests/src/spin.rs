@@ -258,9 +258,10 @@ mod tests {
         assert_eq!(to("/v1/models"), Some("proxy"));
         assert_eq!(to("/api/jobs/run"), Some("jobs"));
         assert_eq!(to("/api/audit/verify"), Some("audit"));
+        assert_eq!(to("/api/teams/invites/accept"), Some("teams"));
         assert_eq!(to("/healthz"), Some("auth"));
         assert_eq!(to("/api/nothing"), Some("auth"));
-        for component in ["auth", "keys", "shares", "proxy", "jobs", "audit"] {
+        for component in ["auth", "keys", "shares", "proxy", "jobs", "audit", "teams"] {
             assert!(manifest.sources.contains_key(component), "{component}");
         }
     }

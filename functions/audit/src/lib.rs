@@ -1,10 +1,13 @@
 //! The audit function (`/api/audit`): the caller's audit log, newest first with filters and a
-//! cursor, and a check of its hash chain. A user sees only their own chain.
+//! cursor, and a check of its hash chain. A user sees their own chain, and with `teamId` the
+//! chain of a team they administer (admins and the owner; see `feen_core::authz`).
 
 use feen_core::Error;
 use feen_core::audit::{self, Action};
+use feen_core::authz::{self, Owner};
 use feen_core::timefmt::{parse_rfc3339, to_rfc3339};
-use feen_service::auth::authenticate;
+use feen_service::access::new_owner;
+use feen_service::auth::{Caller, authenticate};
 use feen_service::request::{query, segments};
 use feen_service::{Ctx, Req, Resp, json, respond};
 use feen_store::audit::{Entry, Filter};
@@ -77,13 +80,32 @@ fn time_param(
         .transpose()
 }
 
+/// Whose chain a request reads: the team named by `teamId` (if the caller may read its audit
+/// log), or the caller's own.
+async fn chain_owner(
+    ctx: &Ctx,
+    caller: &Caller,
+    params: &std::collections::HashMap<String, String>,
+) -> Result<Owner, Error> {
+    let team = params.get("teamId").map(String::as_str);
+    new_owner(ctx, caller, team, authz::Action::ReadAudit).await
+}
+
 async fn list(req: &Req, ctx: &Ctx) -> Result<Resp, Error> {
     let caller = authenticate(req, ctx).await?;
     let params = query(req);
-    if let Some(unknown) = params
-        .keys()
-        .find(|k| !["action", "resourceId", "from", "to", "limit", "cursor"].contains(&k.as_str()))
-    {
+    if let Some(unknown) = params.keys().find(|k| {
+        ![
+            "teamId",
+            "action",
+            "resourceId",
+            "from",
+            "to",
+            "limit",
+            "cursor",
+        ]
+        .contains(&k.as_str())
+    }) {
         return Err(Error::invalid(
             "query",
             format!("unknown parameter {unknown:?}"),
@@ -109,8 +131,8 @@ async fn list(req: &Req, ctx: &Ctx) -> Result<Resp, Error> {
         to_ms: time_param(&params, "to")?,
         before_seq: int_param(&params, "cursor")?,
     };
-    let entries =
-        feen_store::audit::list(ctx.db.as_ref(), caller.user.as_str(), &filter, limit).await?;
+    let owner = chain_owner(ctx, &caller, &params).await?;
+    let entries = feen_store::audit::list(ctx.db.as_ref(), owner.as_str(), &filter, limit).await?;
     let next = (entries.len() as i64 == limit)
         .then(|| entries.last().map(|e| e.seq.to_string()))
         .flatten();
@@ -124,7 +146,8 @@ async fn list(req: &Req, ctx: &Ctx) -> Result<Resp, Error> {
 async fn verify(req: &Req, ctx: &Ctx) -> Result<Resp, Error> {
     let caller = authenticate(req, ctx).await?;
     let params = query(req);
-    let owner = caller.user.as_str();
+    let owner = chain_owner(ctx, &caller, &params).await?;
+    let owner = owner.as_str();
     let head = feen_store::audit::head(ctx.db.as_ref(), owner).await?;
     let from = int_param(&params, "fromSeq")?.unwrap_or(1);
     let to = int_param(&params, "toSeq")?.unwrap_or(head).min(head);

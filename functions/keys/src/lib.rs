@@ -5,6 +5,7 @@
 //! request, so the next proxied call anywhere uses the new secret or is refused.
 
 use feen_core::audit::Action;
+use feen_core::authz::{self, Owner};
 use feen_core::crypto::keyring::NONCE_LEN;
 use feen_core::ids::KeyId;
 use feen_core::netguard::check_base_url;
@@ -12,8 +13,9 @@ use feen_core::providers::{self, AuthStyle, CustomAuth};
 use feen_core::secret::{SecretString, key_hint};
 use feen_core::timefmt::to_rfc3339;
 use feen_core::{Error, validate};
+use feen_service::access::{authorize, new_owner};
 use feen_service::audit::{self, Origin};
-use feen_service::auth::authenticate;
+use feen_service::auth::{Caller, authenticate};
 use feen_service::request::{MAX_JSON_BODY, json_body, segments};
 use feen_service::response::no_content;
 use feen_service::{Ctx, Req, Resp, json, respond};
@@ -51,6 +53,8 @@ async fn route(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
 pub fn key_json(key: &ApiKey) -> serde_json::Value {
     json!({
         "id": key.id,
+        "teamId": key.owner.team(),
+        "createdBy": key.created_by,
         "name": key.name,
         "provider": key.provider,
         "baseUrl": key.base_url,
@@ -62,8 +66,19 @@ pub fn key_json(key: &ApiKey) -> serde_json::Value {
     })
 }
 
-fn parse_id(id: &str) -> Result<KeyId, Error> {
-    KeyId::parse(id).ok_or(Error::NotFound("key"))
+/// The key `id` names and its owner, once the caller is allowed `action` on it.
+async fn locate(
+    ctx: &Ctx,
+    caller: &Caller,
+    id: &str,
+    action: authz::Action,
+) -> Result<(KeyId, Owner), Error> {
+    let id = KeyId::parse(id).ok_or(Error::NotFound("key"))?;
+    let owner = keys::owner_of(ctx.db.as_ref(), &id)
+        .await?
+        .ok_or(Error::NotFound("key"))?;
+    authorize(ctx, caller, &owner, action, "key").await?;
+    Ok((id, owner))
 }
 
 #[derive(Deserialize)]
@@ -75,6 +90,7 @@ struct CreateBody {
     base_url: Option<String>,
     auth_header: Option<String>,
     auth_template: Option<String>,
+    team_id: Option<String>,
 }
 
 async fn create(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
@@ -111,10 +127,18 @@ async fn create(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
         }
         _ => None,
     };
+    let owner = new_owner(
+        ctx,
+        &caller,
+        body.team_id.as_deref(),
+        authz::Action::ManageKeys,
+    )
+    .await?;
     let now = ctx.now_ms();
     let key = ApiKey {
         id: KeyId::new(now, ctx.random()),
-        user: caller.user,
+        owner,
+        created_by: caller.user.clone(),
         name,
         provider: provider.name.to_owned(),
         base_url,
@@ -130,10 +154,11 @@ async fn create(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
     keys::insert(ctx.db.as_ref(), &key, &sealed).await?;
     let details = json!({ "name": key.name, "provider": key.provider });
     let target = ("key", key.id.as_str());
-    audit::own(
+    audit::act(
         ctx,
         &origin,
-        key.user.as_str(),
+        &caller.user,
+        &key.owner,
         Action::KeyAdded,
         target,
         details,
@@ -144,17 +169,15 @@ async fn create(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
 
 async fn list(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
     let caller = authenticate(&req, ctx).await?;
-    let keys = keys::list(ctx.db.as_ref(), &caller.user).await?;
+    let keys = keys::visible(ctx.db.as_ref(), &caller.user).await?;
     let items: Vec<_> = keys.iter().map(key_json).collect();
     Ok(json(StatusCode::OK, &json!({ "keys": items })))
 }
 
 async fn get(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
     let caller = authenticate(&req, ctx).await?;
-    let key = keys::get(ctx.db.as_ref(), &caller.user, &parse_id(id)?)
-        .await?
-        .ok_or(Error::NotFound("key"))?;
-    Ok(json(StatusCode::OK, &key_json(&key)))
+    let (id, owner) = locate(ctx, &caller, id, authz::Action::ReadKeys).await?;
+    get_json(ctx, &owner, &id).await
 }
 
 #[derive(Deserialize)]
@@ -166,24 +189,25 @@ struct RenameBody {
 async fn rename(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
     let caller = authenticate(&req, ctx).await?;
     let origin = Origin::of(&req);
-    let id = parse_id(id)?;
+    let (id, owner) = locate(ctx, &caller, id, authz::Action::ManageKeys).await?;
     let body: RenameBody = json_body(req, MAX_JSON_BODY).await?;
     let name = validate::name("name", &body.name)?;
-    if !keys::rename(ctx.db.as_ref(), &caller.user, &id, &name, ctx.now_ms()).await? {
+    if !keys::rename(ctx.db.as_ref(), &owner, &id, &name, ctx.now_ms()).await? {
         return Err(Error::NotFound("key"));
     }
     let details = json!({ "name": name });
     let target = ("key", id.as_str());
-    audit::own(
+    audit::act(
         ctx,
         &origin,
-        caller.user.as_str(),
+        &caller.user,
+        &owner,
         Action::KeyRenamed,
         target,
         details,
     )
     .await;
-    get_json(ctx, &caller.user, &id).await
+    get_json(ctx, &owner, &id).await
 }
 
 #[derive(Deserialize)]
@@ -195,7 +219,7 @@ struct RotateBody {
 async fn rotate(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
     let caller = authenticate(&req, ctx).await?;
     let origin = Origin::of(&req);
-    let id = parse_id(id)?;
+    let (id, owner) = locate(ctx, &caller, id, authz::Action::ManageKeys).await?;
     let body: RotateBody = json_body(req, MAX_JSON_BODY).await?;
     validate::api_key(body.api_key.expose())?;
     let sealed = ctx
@@ -203,49 +227,41 @@ async fn rotate(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
         .keyring
         .seal(&body.api_key, id.as_str(), ctx.random::<NONCE_LEN>());
     let hint = key_hint(&body.api_key);
-    if !keys::rotate(
-        ctx.db.as_ref(),
-        &caller.user,
-        &id,
-        &sealed,
-        &hint,
-        ctx.now_ms(),
-    )
-    .await?
-    {
+    if !keys::rotate(ctx.db.as_ref(), &owner, &id, &sealed, &hint, ctx.now_ms()).await? {
         return Err(Error::NotFound("key"));
     }
-    feen_service::cache::refresh_shares(ctx, &caller.user, HashScope::Key(&id)).await?;
+    feen_service::cache::refresh_shares(ctx, &owner, HashScope::Key(&id)).await?;
     let target = ("key", id.as_str());
-    audit::own(
+    audit::act(
         ctx,
         &origin,
-        caller.user.as_str(),
+        &caller.user,
+        &owner,
         Action::KeyRotated,
         target,
         json!({}),
     )
     .await;
-    get_json(ctx, &caller.user, &id).await
+    get_json(ctx, &owner, &id).await
 }
 
 async fn delete(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
     let caller = authenticate(&req, ctx).await?;
-    let id = parse_id(id)?;
+    let (id, owner) = locate(ctx, &caller, id, authz::Action::ManageKeys).await?;
     let hashes =
-        feen_store::shares::token_hashes(ctx.db.as_ref(), &caller.user, HashScope::Key(&id))
-            .await?;
-    if !keys::delete(ctx.db.as_ref(), &caller.user, &id).await? {
+        feen_store::shares::token_hashes(ctx.db.as_ref(), &owner, HashScope::Key(&id)).await?;
+    if !keys::delete(ctx.db.as_ref(), &owner, &id).await? {
         return Err(Error::NotFound("key"));
     }
     feen_service::cache::tombstone(ctx, &hashes).await?;
     let details = json!({ "sharesRevoked": hashes.len() });
     let target = ("key", id.as_str());
     let origin = Origin::of(&req);
-    audit::own(
+    audit::act(
         ctx,
         &origin,
-        caller.user.as_str(),
+        &caller.user,
+        &owner,
         Action::KeyDeleted,
         target,
         details,
@@ -254,8 +270,8 @@ async fn delete(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
     Ok(no_content())
 }
 
-async fn get_json(ctx: &Ctx, user: &feen_core::ids::UserId, id: &KeyId) -> Result<Resp, Error> {
-    let key = keys::get(ctx.db.as_ref(), user, id)
+async fn get_json(ctx: &Ctx, owner: &Owner, id: &KeyId) -> Result<Resp, Error> {
+    let key = keys::get(ctx.db.as_ref(), owner, id)
         .await?
         .ok_or(Error::NotFound("key"))?;
     Ok(json(StatusCode::OK, &key_json(&key)))

@@ -151,6 +151,7 @@ async fn proxy(
         share_id: target.share.clone(),
         key_id: target.key.clone(),
         user_id: target.user.clone(),
+        team_id: target.team.clone(),
         provider: target.provider.clone(),
         model: model.clone(),
         endpoint: endpoint.clone(),

@@ -6,13 +6,15 @@
 //! on the next proxied call on every replica.
 
 use feen_core::audit::Action;
+use feen_core::authz::{self, Owner};
 use feen_core::crypto::token::{self, TokenKind};
-use feen_core::ids::{KeyId, ShareId, UserId};
+use feen_core::ids::{KeyId, ShareId};
 use feen_core::limits::{Budget, MAX_LIST, Period, Policy};
 use feen_core::timefmt::to_rfc3339;
 use feen_core::{Error, validate};
+use feen_service::access::authorize;
 use feen_service::audit::{self, Origin};
-use feen_service::auth::authenticate;
+use feen_service::auth::{Caller, authenticate};
 use feen_service::request::{MAX_JSON_BODY, future_time, json_body, nullable, segments};
 use feen_service::response::no_content;
 use feen_service::{Ctx, Req, Resp, cache, json, respond};
@@ -68,6 +70,8 @@ fn share_json(share: &Share, now: i64) -> serde_json::Value {
     let p = &share.policy;
     json!({
         "id": share.id,
+        "teamId": share.owner.team(),
+        "createdBy": share.created_by,
         "name": share.name,
         "apiKeyId": share.key,
         "tokenHint": share.token_hint,
@@ -105,10 +109,6 @@ fn token_hint(token: &str) -> String {
             .take(TokenKind::Share.prefix().len() + 4)
             .collect::<String>()
     )
-}
-
-fn parse_id(id: &str) -> Result<ShareId, Error> {
-    ShareId::parse(id).ok_or(Error::NotFound("share"))
 }
 
 fn limit(field: &'static str, value: Option<u64>, max: u64) -> Result<Option<u64>, Error> {
@@ -292,14 +292,18 @@ async fn create(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
         .ok_or_else(|| Error::invalid("apiKeyId", "is required"))?;
     let mut policy = Policy::default();
     body.apply(&mut policy, now)?;
+    // A share belongs to its key's owner: minting one needs the right to manage that owner's
+    // shares (and to see the key at all).
     let key_id = KeyId::parse(&key_id).ok_or(Error::NotFound("key"))?;
-    keys::get(ctx.db.as_ref(), &caller.user, &key_id)
+    let owner = keys::owner_of(ctx.db.as_ref(), &key_id)
         .await?
         .ok_or(Error::NotFound("key"))?;
+    authorize(ctx, &caller, &owner, authz::Action::ManageShares, "key").await?;
     let (token, hash) = token::issue(TokenKind::Share, ctx.random());
     let share = Share {
         id: ShareId::new(now, ctx.random()),
-        user: caller.user,
+        owner,
+        created_by: caller.user.clone(),
         key: key_id,
         name,
         token_hint: token_hint(token.expose()),
@@ -311,10 +315,11 @@ async fn create(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
     shares::insert(ctx.db.as_ref(), &share, &hash).await?;
     let details = json!({ "name": share.name, "apiKeyId": share.key });
     let target = ("share", share.id.as_str());
-    audit::own(
+    audit::act(
         ctx,
         &origin,
-        share.user.as_str(),
+        &caller.user,
+        &share.owner,
         Action::ShareMinted,
         target,
         details,
@@ -329,7 +334,7 @@ async fn create(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
 async fn list(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
     let caller = authenticate(&req, ctx).await?;
     let now = ctx.now_ms();
-    let items: Vec<_> = shares::list(ctx.db.as_ref(), &caller.user)
+    let items: Vec<_> = shares::visible(ctx.db.as_ref(), &caller.user)
         .await?
         .iter()
         .map(|s| share_json(s, now))
@@ -337,22 +342,38 @@ async fn list(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
     Ok(json(StatusCode::OK, &json!({ "shares": items })))
 }
 
-async fn owned(ctx: &Ctx, user: &UserId, id: &ShareId) -> Result<Share, Error> {
-    shares::get(ctx.db.as_ref(), user, id)
+/// The share `id` names and its owner, once the caller is allowed `action` on it.
+async fn locate(
+    ctx: &Ctx,
+    caller: &Caller,
+    id: &str,
+    action: authz::Action,
+) -> Result<(ShareId, Owner), Error> {
+    let id = ShareId::parse(id).ok_or(Error::NotFound("share"))?;
+    let owner = shares::owner_of(ctx.db.as_ref(), &id)
+        .await?
+        .ok_or(Error::NotFound("share"))?;
+    authorize(ctx, caller, &owner, action, "share").await?;
+    Ok((id, owner))
+}
+
+async fn owned(ctx: &Ctx, owner: &Owner, id: &ShareId) -> Result<Share, Error> {
+    shares::get(ctx.db.as_ref(), owner, id)
         .await?
         .ok_or(Error::NotFound("share"))
 }
 
 async fn get(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
     let caller = authenticate(&req, ctx).await?;
-    let share = owned(ctx, &caller.user, &parse_id(id)?).await?;
+    let (id, owner) = locate(ctx, &caller, id, authz::Action::ReadShares).await?;
+    let share = owned(ctx, &owner, &id).await?;
     Ok(json(StatusCode::OK, &share_json(&share, ctx.now_ms())))
 }
 
 async fn update(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
     let caller = authenticate(&req, ctx).await?;
     let origin = Origin::of(&req);
-    let id = parse_id(id)?;
+    let (id, owner) = locate(ctx, &caller, id, authz::Action::ManageShares).await?;
     let mut body: ShareBody = json_body(req, MAX_JSON_BODY).await?;
     let now = ctx.now_ms();
     if body.api_key_id.is_some() {
@@ -361,7 +382,7 @@ async fn update(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
             "cannot change; mint a new share for another key",
         ));
     }
-    let mut share = owned(ctx, &caller.user, &id).await?;
+    let mut share = owned(ctx, &owner, &id).await?;
     if share.revoked_at.is_some() {
         return Err(Error::Conflict(
             "this share is revoked; mint a new one".into(),
@@ -374,16 +395,17 @@ async fn update(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
     if !shares::update(ctx.db.as_ref(), &share, now).await? {
         return Err(Error::NotFound("share"));
     }
-    cache::refresh_shares(ctx, &caller.user, HashScope::Share(&id)).await?;
-    let share = owned(ctx, &caller.user, &id).await?;
+    cache::refresh_shares(ctx, &owner, HashScope::Share(&id)).await?;
+    let share = owned(ctx, &owner, &id).await?;
     let body = share_json(&share, now);
     let target = ("share", id.as_str());
-    let user = caller.user.as_str();
-    audit::own(
+    let action = Action::ShareUpdated;
+    audit::act(
         ctx,
         &origin,
-        user,
-        Action::ShareUpdated,
+        &caller.user,
+        &owner,
+        action,
         target,
         body.clone(),
     )
@@ -393,44 +415,38 @@ async fn update(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
 
 async fn revoke(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
     let caller = authenticate(&req, ctx).await?;
-    let id = parse_id(id)?;
-    let share = owned(ctx, &caller.user, &id).await?;
+    let (id, owner) = locate(ctx, &caller, id, authz::Action::ManageShares).await?;
+    let share = owned(ctx, &owner, &id).await?;
     if share.revoked_at.is_none() {
-        shares::revoke(ctx.db.as_ref(), &caller.user, &id, ctx.now_ms()).await?;
+        shares::revoke(ctx.db.as_ref(), &owner, &id, ctx.now_ms()).await?;
         let target = ("share", id.as_str());
         let origin = Origin::of(&req);
-        audit::own(
+        let action = Action::ShareRevoked;
+        audit::act(
             ctx,
             &origin,
-            caller.user.as_str(),
-            Action::ShareRevoked,
+            &caller.user,
+            &owner,
+            action,
             target,
             json!({}),
         )
         .await;
     }
-    let hashes = shares::token_hashes(ctx.db.as_ref(), &caller.user, HashScope::Share(&id)).await?;
+    let hashes = shares::token_hashes(ctx.db.as_ref(), &owner, HashScope::Share(&id)).await?;
     cache::tombstone(ctx, &hashes).await?;
     Ok(no_content())
 }
 
 async fn regenerate(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
     let caller = authenticate(&req, ctx).await?;
-    let id = parse_id(id)?;
-    let old = shares::token_hashes(ctx.db.as_ref(), &caller.user, HashScope::Share(&id)).await?;
+    let (id, owner) = locate(ctx, &caller, id, authz::Action::ManageShares).await?;
+    let old = shares::token_hashes(ctx.db.as_ref(), &owner, HashScope::Share(&id)).await?;
     let now = ctx.now_ms();
     let (token, hash) = token::issue(TokenKind::Share, ctx.random());
-    if !shares::replace_token(
-        ctx.db.as_ref(),
-        &caller.user,
-        &id,
-        &hash,
-        &token_hint(token.expose()),
-        now,
-    )
-    .await?
-    {
-        let share = owned(ctx, &caller.user, &id).await?;
+    let hint = token_hint(token.expose());
+    if !shares::replace_token(ctx.db.as_ref(), &owner, &id, &hash, &hint, now).await? {
+        let share = owned(ctx, &owner, &id).await?;
         if share.revoked_at.is_some() {
             return Err(Error::Conflict(
                 "this share is revoked; mint a new one".into(),
@@ -439,14 +455,16 @@ async fn regenerate(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
         return Err(Error::NotFound("share"));
     }
     cache::tombstone(ctx, &old).await?;
-    let share = owned(ctx, &caller.user, &id).await?;
+    let share = owned(ctx, &owner, &id).await?;
     let target = ("share", id.as_str());
-    let (origin, user) = (Origin::of(&req), caller.user.as_str());
-    audit::own(
+    let origin = Origin::of(&req);
+    let action = Action::ShareRegenerated;
+    audit::act(
         ctx,
         &origin,
-        user,
-        Action::ShareRegenerated,
+        &caller.user,
+        &owner,
+        action,
         target,
         json!({}),
     )
@@ -459,10 +477,9 @@ async fn regenerate(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
 
 async fn usage_of(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
     let caller = authenticate(&req, ctx).await?;
-    let id = parse_id(id)?;
-    owned(ctx, &caller.user, &id).await?;
-    let totals = usage::share_totals(ctx.db.as_ref(), &caller.user, &id, 0).await?;
-    let events = usage::recent(ctx.db.as_ref(), &caller.user, &id, 100).await?;
+    let (id, owner) = locate(ctx, &caller, id, authz::Action::ReadShares).await?;
+    let totals = usage::share_totals(ctx.db.as_ref(), &owner, &id, 0).await?;
+    let events = usage::recent(ctx.db.as_ref(), &owner, &id, 100).await?;
     let events: Vec<_> = events
         .iter()
         .map(|e| {

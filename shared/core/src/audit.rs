@@ -1,5 +1,5 @@
-//! The audit log's rows and the hash chain that makes them tamper-evident. Each owner (a user,
-//! later a team) has one chain: row `n` stores `hash(n) = SHA-256(hash(n-1) ‖ fields of row n)`,
+//! The audit log's rows and the hash chain that makes them tamper-evident. Each owner (a user
+//! or a team) has one chain: row `n` stores `hash(n) = SHA-256(hash(n-1) ‖ fields of row n)`,
 //! so editing, deleting or reordering a row breaks every hash after it. The fields are hashed
 //! length-prefixed, so no two different rows serialise alike.
 
@@ -56,11 +56,41 @@ pub enum Action {
     /// A share's token replaced.
     #[serde(rename = "share.regenerated")]
     ShareRegenerated,
+    /// A team created.
+    #[serde(rename = "team.created")]
+    TeamCreated,
+    /// A team renamed.
+    #[serde(rename = "team.renamed")]
+    TeamRenamed,
+    /// A team deleted with its keys and shares (recorded in the deleting owner's chain).
+    #[serde(rename = "team.deleted")]
+    TeamDeleted,
+    /// Someone invited to a team.
+    #[serde(rename = "team.member_invited")]
+    MemberInvited,
+    /// A pending invitation withdrawn.
+    #[serde(rename = "team.invite_cancelled")]
+    InviteCancelled,
+    /// An invitation accepted: a new member.
+    #[serde(rename = "team.member_joined")]
+    MemberJoined,
+    /// A member removed by an admin or the owner.
+    #[serde(rename = "team.member_removed")]
+    MemberRemoved,
+    /// A member left the team.
+    #[serde(rename = "team.member_left")]
+    MemberLeft,
+    /// A member's role changed.
+    #[serde(rename = "team.role_changed")]
+    RoleChanged,
+    /// A team handed to another member.
+    #[serde(rename = "team.ownership_transferred")]
+    OwnershipTransferred,
 }
 
 impl Action {
     /// Every action, in a stable order.
-    pub const ALL: [Action; 14] = [
+    pub const ALL: [Action; 24] = [
         Action::Login,
         Action::LoginFailed,
         Action::Logout,
@@ -75,6 +105,16 @@ impl Action {
         Action::ShareUpdated,
         Action::ShareRevoked,
         Action::ShareRegenerated,
+        Action::TeamCreated,
+        Action::TeamRenamed,
+        Action::TeamDeleted,
+        Action::MemberInvited,
+        Action::InviteCancelled,
+        Action::MemberJoined,
+        Action::MemberRemoved,
+        Action::MemberLeft,
+        Action::RoleChanged,
+        Action::OwnershipTransferred,
     ];
 
     /// The stored name (`key.rotated`).
@@ -94,6 +134,16 @@ impl Action {
             Action::ShareUpdated => "share.updated",
             Action::ShareRevoked => "share.revoked",
             Action::ShareRegenerated => "share.regenerated",
+            Action::TeamCreated => "team.created",
+            Action::TeamRenamed => "team.renamed",
+            Action::TeamDeleted => "team.deleted",
+            Action::MemberInvited => "team.member_invited",
+            Action::InviteCancelled => "team.invite_cancelled",
+            Action::MemberJoined => "team.member_joined",
+            Action::MemberRemoved => "team.member_removed",
+            Action::MemberLeft => "team.member_left",
+            Action::RoleChanged => "team.role_changed",
+            Action::OwnershipTransferred => "team.ownership_transferred",
         }
     }
 

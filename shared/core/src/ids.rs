@@ -87,6 +87,14 @@ id_type!(
     /// One row of the audit log.
     AuditId, "aud_"
 );
+id_type!(
+    /// A team: an owner of keys and shares shared by its members.
+    TeamId, "team_"
+);
+id_type!(
+    /// An invitation to join a team.
+    InviteId, "inv_"
+);
 
 #[cfg(test)]
 mod tests {

@@ -6,6 +6,7 @@
 //! values come out.
 
 pub mod audit;
+pub mod authz;
 pub mod body;
 pub mod crypto;
 pub mod encoding;

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use crate::ids::{KeyId, RequestId, ShareId, UserId};
+use crate::ids::{KeyId, RequestId, ShareId, TeamId, UserId};
 
 /// How a proxied request ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,8 +51,11 @@ pub struct UsageEvent {
     pub share_id: ShareId,
     /// The provider key it used.
     pub key_id: KeyId,
-    /// The owner of the share.
+    /// The user who minted the share (its owner, unless a team owns it).
     pub user_id: UserId,
+    /// The team that owns the share, if one does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team_id: Option<TeamId>,
     /// The provider's catalogue name.
     pub provider: String,
     /// The model, from the request or the response.

@@ -57,6 +57,8 @@ pub async fn dispatch(req: Req, ctx: &Ctx) -> Resp {
         feen_proxy::handle(req, ctx).await
     } else if under(feen_audit::PREFIX) {
         feen_audit::handle(req, ctx).await
+    } else if under(feen_teams::PREFIX) {
+        feen_teams::handle(req, ctx).await
     } else if under(feen_jobs::PREFIX) {
         feen_jobs::handle(req, ctx).await
     } else if path == "/healthz" {
@@ -313,6 +315,7 @@ fn group(path: &str) -> &'static str {
         (feen_proxy::OPENAI_PREFIX, "proxy"),
         (feen_jobs::PREFIX, "jobs"),
         (feen_audit::PREFIX, "audit"),
+        (feen_teams::PREFIX, "teams"),
     ]
     .into_iter()
     .find(|(prefix, _)| under(prefix))

@@ -19,6 +19,7 @@ fn event(n: u8) -> UsageEvent {
         share_id: ShareId::new(1_800_000_000_000, [1; 10]),
         key_id: KeyId::new(1_800_000_000_000, [2; 10]),
         user_id: UserId::new(1_800_000_000_000, [3; 10]),
+        team_id: None,
         provider: "openai".into(),
         model: Some("gpt-4o-mini".into()),
         endpoint: "/v1/chat/completions".into(),

@@ -5,9 +5,11 @@ mod common;
 
 use std::sync::Arc;
 
+use feen_core::authz::Owner;
+use feen_core::authz::Role;
 use feen_core::crypto::keyring::{KeyRing, SealedSecret};
 use feen_core::crypto::token::{self, TokenKind};
-use feen_core::ids::{KeyId, PatId, RequestId, SessionId, ShareId, UserId};
+use feen_core::ids::{InviteId, KeyId, PatId, RequestId, SessionId, ShareId, TeamId, UserId};
 use feen_core::limits::{Budget, Period, Policy, Used};
 use feen_core::ports::{Db, DbError};
 use feen_core::providers::CustomAuth;
@@ -17,7 +19,7 @@ use feen_store::keys::ApiKey;
 use feen_store::sessions::Session;
 use feen_store::shares::{HashScope, Share};
 use feen_store::tokens::Pat;
-use feen_store::{keys, sessions, shares, tokens, usage, users};
+use feen_store::{keys, sessions, shares, teams, tokens, usage, users};
 
 const NOW: i64 = 1_800_000_000_000;
 
@@ -37,14 +39,24 @@ async fn user(db: &dyn Db, n: u8) -> UserId {
     user.id
 }
 
+/// A user as the owner of their own resources.
+fn of(user: &UserId) -> Owner {
+    Owner::User(user.clone())
+}
+
 fn ring() -> KeyRing {
     KeyRing::from_single([7; 32])
 }
 
 async fn key(db: &dyn Db, owner: &UserId, n: u8) -> (KeyId, SealedSecret) {
+    key_of(db, &of(owner), owner, n).await
+}
+
+async fn key_of(db: &dyn Db, owner: &Owner, by: &UserId, n: u8) -> (KeyId, SealedSecret) {
     let key = ApiKey {
         id: KeyId::new(NOW, rand10(n)),
-        user: owner.clone(),
+        owner: owner.clone(),
+        created_by: by.clone(),
         name: format!("key {n}"),
         provider: "openai".into(),
         base_url: None,
@@ -66,10 +78,21 @@ async fn key(db: &dyn Db, owner: &UserId, n: u8) -> (KeyId, SealedSecret) {
 }
 
 async fn share(db: &dyn Db, owner: &UserId, key: &KeyId, n: u8) -> (ShareId, token::TokenHash) {
+    share_of(db, &of(owner), owner, key, n).await
+}
+
+async fn share_of(
+    db: &dyn Db,
+    owner: &Owner,
+    by: &UserId,
+    key: &KeyId,
+    n: u8,
+) -> (ShareId, token::TokenHash) {
     let (_, hash) = token::issue(TokenKind::Share, [n; 32]);
     let share = Share {
         id: ShareId::new(NOW, rand10(n)),
-        user: owner.clone(),
+        owner: owner.clone(),
+        created_by: by.clone(),
         key: key.clone(),
         name: format!("share {n}"),
         token_hint: "feen_abcd...".into(),
@@ -121,20 +144,23 @@ async fn keys_belong_to_their_owner(db: Arc<dyn Db>) {
     let db = db.as_ref();
     let (ann, bob) = (user(db, 1).await, user(db, 2).await);
     let (k, _) = key(db, &ann, 1).await;
-    assert_eq!(keys::list(db, &ann).await.expect("list").len(), 1);
-    assert!(keys::list(db, &bob).await.expect("list").is_empty());
-    assert!(keys::get(db, &bob, &k).await.expect("get").is_none());
+    assert_eq!(keys::list(db, &of(&ann)).await.expect("list").len(), 1);
+    assert!(keys::list(db, &of(&bob)).await.expect("list").is_empty());
+    assert!(keys::get(db, &of(&bob), &k).await.expect("get").is_none());
     assert!(
-        !keys::rename(db, &bob, &k, "stolen", NOW)
+        !keys::rename(db, &of(&bob), &k, "stolen", NOW)
             .await
             .expect("rename")
     );
     assert!(
-        keys::rename(db, &ann, &k, "renamed", NOW + 1)
+        keys::rename(db, &of(&ann), &k, "renamed", NOW + 1)
             .await
             .expect("rename")
     );
-    let got = keys::get(db, &ann, &k).await.expect("get").expect("found");
+    let got = keys::get(db, &of(&ann), &k)
+        .await
+        .expect("get")
+        .expect("found");
     assert_eq!(
         (got.name.as_str(), got.updated_at, got.base_url),
         ("renamed", NOW + 1, None)
@@ -145,18 +171,18 @@ async fn keys_belong_to_their_owner(db: Arc<dyn Db>) {
     );
     let sealed = ring().seal(&SecretString::new("sk-new".into()), k.as_str(), [9; 12]);
     assert!(
-        !keys::rotate(db, &bob, &k, &sealed, "...new", NOW)
+        !keys::rotate(db, &of(&bob), &k, &sealed, "...new", NOW)
             .await
             .expect("rotate")
     );
     assert!(
-        keys::rotate(db, &ann, &k, &sealed, "...new", NOW + 2)
+        keys::rotate(db, &of(&ann), &k, &sealed, "...new", NOW + 2)
             .await
             .expect("rotate")
     );
-    assert!(!keys::delete(db, &bob, &k).await.expect("delete"));
-    assert!(keys::delete(db, &ann, &k).await.expect("delete"));
-    assert!(keys::get(db, &ann, &k).await.expect("get").is_none());
+    assert!(!keys::delete(db, &of(&bob), &k).await.expect("delete"));
+    assert!(keys::delete(db, &of(&ann), &k).await.expect("delete"));
+    assert!(keys::get(db, &of(&ann), &k).await.expect("get").is_none());
 }
 
 async fn shares_resolve_for_the_proxy_until_revoked(db: Arc<dyn Db>) {
@@ -181,7 +207,7 @@ async fn shares_resolve_for_the_proxy_until_revoked(db: Arc<dyn Db>) {
         Some("sk-secret-1".into())
     );
 
-    let mut updated = shares::get(db, &ann, &s)
+    let mut updated = shares::get(db, &of(&ann), &s)
         .await
         .expect("get")
         .expect("found");
@@ -206,7 +232,7 @@ async fn shares_resolve_for_the_proxy_until_revoked(db: Arc<dyn Db>) {
         ],
     };
     let mut stolen = updated.clone();
-    stolen.user = bob.clone();
+    stolen.owner = of(&bob);
     assert!(!shares::update(db, &stolen, NOW).await.expect("update"));
     assert!(shares::update(db, &updated, NOW + 3).await.expect("update"));
     let target = shares::proxy_target(db, &hash)
@@ -216,13 +242,13 @@ async fn shares_resolve_for_the_proxy_until_revoked(db: Arc<dyn Db>) {
     assert_eq!(target.policy, updated.policy);
 
     assert_eq!(
-        shares::token_hashes(db, &ann, HashScope::Key(&k))
+        shares::token_hashes(db, &of(&ann), HashScope::Key(&k))
             .await
             .expect("hashes"),
         vec![hash.clone()]
     );
     assert!(
-        shares::token_hashes(db, &bob, HashScope::Share(&s))
+        shares::token_hashes(db, &of(&bob), HashScope::Share(&s))
             .await
             .expect("hashes")
             .is_empty()
@@ -230,7 +256,7 @@ async fn shares_resolve_for_the_proxy_until_revoked(db: Arc<dyn Db>) {
 
     let (_, new_hash) = token::issue(TokenKind::Share, [77; 32]);
     assert!(
-        shares::replace_token(db, &ann, &s, &new_hash, "feen_new...", NOW + 4)
+        shares::replace_token(db, &of(&ann), &s, &new_hash, "feen_new...", NOW + 4)
             .await
             .expect("replace")
     );
@@ -247,10 +273,18 @@ async fn shares_resolve_for_the_proxy_until_revoked(db: Arc<dyn Db>) {
             .is_some()
     );
 
-    assert!(!shares::revoke(db, &bob, &s, NOW).await.expect("revoke"));
-    assert!(shares::revoke(db, &ann, &s, NOW + 5).await.expect("revoke"));
     assert!(
-        !shares::revoke(db, &ann, &s, NOW + 6)
+        !shares::revoke(db, &of(&bob), &s, NOW)
+            .await
+            .expect("revoke")
+    );
+    assert!(
+        shares::revoke(db, &of(&ann), &s, NOW + 5)
+            .await
+            .expect("revoke")
+    );
+    assert!(
+        !shares::revoke(db, &of(&ann), &s, NOW + 6)
             .await
             .expect("second revoke is a no-op")
     );
@@ -260,7 +294,10 @@ async fn shares_resolve_for_the_proxy_until_revoked(db: Arc<dyn Db>) {
             .expect("query")
             .is_none()
     );
-    let revoked = shares::get(db, &ann, &s).await.expect("get").expect("kept");
+    let revoked = shares::get(db, &of(&ann), &s)
+        .await
+        .expect("get")
+        .expect("kept");
     assert_eq!(revoked.revoked_at, Some(NOW + 5));
     assert!(
         !shares::update(db, &revoked, NOW)
@@ -274,8 +311,8 @@ async fn deleting_a_key_deletes_its_shares(db: Arc<dyn Db>) {
     let ann = user(db, 1).await;
     let (k, _) = key(db, &ann, 1).await;
     let (_, hash) = share(db, &ann, &k, 1).await;
-    assert!(keys::delete(db, &ann, &k).await.expect("delete"));
-    assert!(shares::list(db, &ann).await.expect("list").is_empty());
+    assert!(keys::delete(db, &of(&ann), &k).await.expect("delete"));
+    assert!(shares::list(db, &of(&ann)).await.expect("list").is_empty());
     assert!(
         shares::proxy_target(db, &hash)
             .await
@@ -400,6 +437,7 @@ fn event(n: u8, share: &ShareId, key: &KeyId, user: &UserId, tokens: (u64, u64))
         share_id: share.clone(),
         key_id: key.clone(),
         user_id: user.clone(),
+        team_id: None,
         provider: "openai".into(),
         model: n.is_multiple_of(2).then(|| "gpt-4o".to_owned()),
         endpoint: "/v1/chat/completions".into(),
@@ -431,7 +469,9 @@ async fn usage_events_are_written_once(db: Arc<dyn Db>) {
             .expect("replay"),
         0
     );
-    let totals = usage::share_totals(db, &ann, &s, 0).await.expect("totals");
+    let totals = usage::share_totals(db, &of(&ann), &s, 0)
+        .await
+        .expect("totals");
     assert_eq!(
         totals,
         usage::Totals {
@@ -442,10 +482,12 @@ async fn usage_events_are_written_once(db: Arc<dyn Db>) {
         }
     );
     assert_eq!(
-        usage::share_totals(db, &bob, &s, 0).await.expect("totals"),
+        usage::share_totals(db, &of(&bob), &s, 0)
+            .await
+            .expect("totals"),
         usage::Totals::default()
     );
-    let recent = usage::recent(db, &ann, &s, 5).await.expect("recent");
+    let recent = usage::recent(db, &of(&ann), &s, 5).await.expect("recent");
     assert_eq!(recent.len(), 5);
     assert_eq!(recent[0], events[119]);
     assert_eq!(
@@ -455,7 +497,7 @@ async fn usage_events_are_written_once(db: Arc<dyn Db>) {
             spent: 60 * 7
         }
     );
-    let third = usage::recent(db, &ann, &s, 200)
+    let third = usage::recent(db, &of(&ann), &s, 200)
         .await
         .expect("recent")
         .into_iter()
@@ -597,6 +639,239 @@ async fn the_audit_chain_links_every_row_and_shows_tampering(db: Arc<dyn Db>) {
     );
 }
 
+async fn team(db: &dyn Db, owner: &UserId, n: u8) -> TeamId {
+    let team = teams::Team {
+        id: TeamId::new(NOW, rand10(n)),
+        name: format!("team {n}"),
+        owner: owner.clone(),
+        created_at: NOW,
+        updated_at: NOW,
+    };
+    teams::insert(db, &team).await.expect("insert team");
+    team.id
+}
+
+async fn teams_have_one_owner_and_roles(db: Arc<dyn Db>) {
+    let db = db.as_ref();
+    let (ann, bob, cat) = (user(db, 1).await, user(db, 2).await, user(db, 3).await);
+    let t = team(db, &ann, 1).await;
+    let role = |u: &UserId| {
+        let u = u.clone();
+        let t = t.clone();
+        async move { teams::role_of(db, &t, &u).await.expect("role") }
+    };
+    assert_eq!(role(&ann).await, Some(Role::Owner));
+    assert_eq!(role(&bob).await, None);
+    assert!(
+        teams::add_member(db, &t, &bob, Role::Viewer, NOW)
+            .await
+            .expect("add")
+    );
+    assert!(
+        !teams::add_member(db, &t, &bob, Role::Admin, NOW)
+            .await
+            .expect("again")
+    );
+    assert_eq!(role(&bob).await, Some(Role::Viewer));
+    assert!(
+        teams::set_role(db, &t, &bob, Role::Member)
+            .await
+            .expect("set")
+    );
+    assert_eq!(role(&bob).await, Some(Role::Member));
+    // The owner's role is ownership: it cannot be set, and the owner cannot be removed.
+    assert!(
+        !teams::set_role(db, &t, &ann, Role::Viewer)
+            .await
+            .expect("set")
+    );
+    assert!(!teams::remove_member(db, &t, &ann).await.expect("remove"));
+    assert_eq!(role(&ann).await, Some(Role::Owner));
+    let listed: Vec<_> = teams::of_user(db, &bob).await.expect("of user");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].0.id.clone(), listed[0].1),
+        (t.clone(), Role::Member)
+    );
+    let members = teams::members(db, &t).await.expect("members");
+    let roles: Vec<_> = members.iter().map(|m| (m.user.clone(), m.role)).collect();
+    assert_eq!(
+        roles,
+        vec![(ann.clone(), Role::Owner), (bob.clone(), Role::Member)]
+    );
+
+    // A transfer is a compare-and-swap: to a member only, from the current owner only.
+    assert!(
+        !teams::transfer(db, &t, &ann, &cat, NOW)
+            .await
+            .expect("to outsider")
+    );
+    assert!(
+        !teams::transfer(db, &t, &bob, &ann, NOW)
+            .await
+            .expect("not owner")
+    );
+    assert!(
+        teams::transfer(db, &t, &ann, &bob, NOW + 1)
+            .await
+            .expect("transfer")
+    );
+    assert!(
+        !teams::transfer(db, &t, &ann, &bob, NOW + 2)
+            .await
+            .expect("twice")
+    );
+    assert_eq!(role(&bob).await, Some(Role::Owner));
+    assert_eq!(role(&ann).await, Some(Role::Admin));
+    let got = teams::get(db, &t).await.expect("get").expect("team");
+    assert_eq!((got.owner, got.updated_at), (bob.clone(), NOW + 1));
+    assert!(teams::remove_member(db, &t, &ann).await.expect("remove"));
+    assert_eq!(role(&ann).await, None);
+
+    // Deleting the team deletes its keys and shares with it, and nothing of anyone else's.
+    let owner = Owner::Team(t.clone());
+    let (tk, _) = key_of(db, &owner, &bob, 5).await;
+    let (_, team_hash) = share_of(db, &owner, &bob, &tk, 5).await;
+    let (own_key, _) = key(db, &bob, 6).await;
+    assert_eq!(keys::list(db, &owner).await.expect("list").len(), 1);
+    assert!(
+        keys::list(db, &of(&bob))
+            .await
+            .expect("list")
+            .iter()
+            .all(|k| k.id == own_key)
+    );
+    let visible: Vec<_> = keys::visible(db, &bob)
+        .await
+        .expect("visible")
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(visible, vec![own_key.clone(), tk.clone()]);
+    assert!(keys::visible(db, &ann).await.expect("visible").is_empty());
+    assert_eq!(
+        keys::owner_of(db, &tk).await.expect("owner"),
+        Some(owner.clone())
+    );
+    assert!(keys::get(db, &of(&bob), &tk).await.expect("get").is_none());
+    let target = shares::proxy_target(db, &team_hash)
+        .await
+        .expect("target")
+        .expect("live");
+    assert_eq!((target.team, target.user), (Some(t.clone()), bob.clone()));
+    assert_eq!(
+        shares::token_hashes(db, &owner, HashScope::All)
+            .await
+            .expect("hashes"),
+        vec![team_hash.clone()]
+    );
+    assert!(teams::delete(db, &t).await.expect("delete"));
+    assert!(keys::owner_of(db, &tk).await.expect("owner").is_none());
+    assert!(
+        shares::proxy_target(db, &team_hash)
+            .await
+            .expect("target")
+            .is_none()
+    );
+    assert_eq!(keys::list(db, &of(&bob)).await.expect("list").len(), 1);
+}
+
+async fn invitations_are_accepted_once_before_they_expire(db: Arc<dyn Db>) {
+    let db = db.as_ref();
+    let (ann, bob) = (user(db, 1).await, user(db, 2).await);
+    let t = team(db, &ann, 1).await;
+    let invite = |n: u8, expires_at: i64| teams::Invite {
+        id: InviteId::new(NOW, rand10(n)),
+        team: t.clone(),
+        email: "user2@example.com".into(),
+        role: Role::Member,
+        invited_by: ann.clone(),
+        created_at: NOW,
+        expires_at,
+        accepted_at: None,
+    };
+    let (_, live_hash) = token::issue(TokenKind::Invite, [1; 32]);
+    let (_, old_hash) = token::issue(TokenKind::Invite, [2; 32]);
+    let live = invite(1, NOW + 1_000);
+    teams::insert_invite(db, &live, &live_hash)
+        .await
+        .expect("insert");
+    teams::insert_invite(db, &invite(2, NOW - 1), &old_hash)
+        .await
+        .expect("insert");
+    assert_eq!(
+        teams::pending_invites(db, &t, NOW).await.expect("pending"),
+        vec![live.clone()]
+    );
+    assert!(
+        teams::invite_by_token(db, &old_hash, NOW)
+            .await
+            .expect("by token")
+            .is_none()
+    );
+    assert_eq!(
+        teams::invite_by_token(db, &live_hash, NOW)
+            .await
+            .expect("by token"),
+        Some(live.clone())
+    );
+    assert!(
+        teams::consume_invite(db, &live.id, &bob, NOW)
+            .await
+            .expect("consume")
+    );
+    assert!(
+        !teams::consume_invite(db, &live.id, &bob, NOW)
+            .await
+            .expect("twice")
+    );
+    assert!(
+        teams::invite_by_token(db, &live_hash, NOW)
+            .await
+            .expect("by token")
+            .is_none()
+    );
+    assert!(
+        teams::pending_invites(db, &t, NOW)
+            .await
+            .expect("pending")
+            .is_empty()
+    );
+    // Cancelling needs the right team, and a used invitation cannot be cancelled.
+    let other = team(db, &bob, 2).await;
+    let third = invite(3, NOW + 1_000);
+    let (_, third_hash) = token::issue(TokenKind::Invite, [3; 32]);
+    teams::insert_invite(db, &third, &third_hash)
+        .await
+        .expect("insert");
+    assert!(
+        !teams::cancel_invite(db, &other, &third.id)
+            .await
+            .expect("cancel")
+    );
+    assert!(
+        !teams::cancel_invite(db, &t, &live.id)
+            .await
+            .expect("cancel used")
+    );
+    assert!(
+        teams::cancel_invite(db, &t, &third.id)
+            .await
+            .expect("cancel")
+    );
+    // The cleanup removes what expired or was used before the cut-off, nothing else.
+    let fourth = invite(4, NOW + 1_000);
+    let (_, fourth_hash) = token::issue(TokenKind::Invite, [4; 32]);
+    teams::insert_invite(db, &fourth, &fourth_hash)
+        .await
+        .expect("insert");
+    assert_eq!(teams::purge_invites(db, NOW + 1).await.expect("purge"), 2);
+    assert_eq!(
+        teams::pending_invites(db, &t, NOW).await.expect("pending"),
+        vec![fourth]
+    );
+}
+
 macro_rules! on_every_database {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -620,4 +895,6 @@ on_every_database!(
     personal_access_tokens_expire_and_revoke,
     usage_events_are_written_once,
     the_audit_chain_links_every_row_and_shows_tampering,
+    teams_have_one_owner_and_roles,
+    invitations_are_accepted_once_before_they_expire,
 );

@@ -2,7 +2,8 @@
 //! when, from which address and client. Never a secret: callers pass names and ids only.
 
 use feen_core::audit::Action;
-use feen_core::ids::AuditId;
+use feen_core::authz::Owner;
+use feen_core::ids::{AuditId, UserId};
 use feen_store::audit::NewEntry;
 
 use crate::{Ctx, Req, request};
@@ -96,18 +97,19 @@ pub async fn anchored_head(ctx: &Ctx, owner: &str) -> Option<i64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// Records an action a user took on a resource of their own (the common case).
-pub async fn own(
+/// Records an action a user took on a resource of an owner (themselves or a team).
+pub async fn act(
     ctx: &Ctx,
     origin: &Origin,
-    user: &str,
+    actor: &UserId,
+    owner: &Owner,
     action: Action,
     resource: (&str, &str),
     details: serde_json::Value,
 ) {
     let event = Event {
-        owner: user,
-        actor: Some(user),
+        owner: owner.as_str(),
+        actor: Some(actor.as_str()),
         action,
         resource: Some(resource),
         details,

@@ -17,8 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use feen_core::Error;
+use feen_core::authz::Owner;
 use feen_core::crypto::token::TokenHash;
-use feen_core::ids::UserId;
 use feen_store::shares::{self, HashScope, ProxyTarget};
 
 use crate::Ctx;
@@ -145,8 +145,8 @@ pub async fn load(ctx: &Ctx, hash: &TokenHash) -> Result<Option<Arc<Cached>>, Er
 }
 
 /// Rewrites the entries of the shares in `scope` from the database (after a change to them).
-pub async fn refresh_shares(ctx: &Ctx, user: &UserId, scope: HashScope<'_>) -> Result<(), Error> {
-    for hash in shares::token_hashes(ctx.db.as_ref(), user, scope).await? {
+pub async fn refresh_shares(ctx: &Ctx, owner: &Owner, scope: HashScope<'_>) -> Result<(), Error> {
+    for hash in shares::token_hashes(ctx.db.as_ref(), owner, scope).await? {
         let text = match shares::proxy_target(ctx.db.as_ref(), &hash).await? {
             Some(t) => encode(&t)?,
             None => TOMBSTONE.to_owned(),

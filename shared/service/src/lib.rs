@@ -1,6 +1,7 @@
 //! What every Feen function shares: the [`Ctx`] of ports a host hands to a handler, caller
 //! authentication, and JSON in and out with Feen's error shape.
 
+pub mod access;
 pub mod audit;
 pub mod auth;
 pub mod cache;

@@ -1,19 +1,22 @@
 //! Stored provider keys. The secret is only ever stored sealed; listing never reads it.
 
+use feen_core::authz::Owner;
 use feen_core::crypto::keyring::SealedSecret;
-use feen_core::ids::{KeyId, UserId};
+use feen_core::ids::{KeyId, TeamId, UserId};
 use feen_core::ports::{Db, DbError, Row};
 use feen_core::providers::CustomAuth;
 
-use crate::decode;
+use crate::{OWNER, decode};
 
 /// A provider key as shown to its owner (no secret).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiKey {
     /// The id.
     pub id: KeyId,
-    /// The owner.
-    pub user: UserId,
+    /// Who it belongs to: a user, or a team.
+    pub owner: Owner,
+    /// Who added it.
+    pub created_by: UserId,
     /// What the owner called it.
     pub name: String,
     /// The provider's catalogue name.
@@ -30,12 +33,14 @@ pub struct ApiKey {
     pub updated_at: i64,
 }
 
-const COLUMNS: &str = "id, user_id, name, provider, base_url, hint, created_at, updated_at, auth_header, auth_template";
+const COLUMNS: &str = "id, user_id, name, provider, base_url, hint, created_at, updated_at, auth_header, auth_template, team_id";
 
 fn from_row(row: &Row) -> Result<ApiKey, DbError> {
+    let created_by = UserId::from_db(row.text(1)?);
     Ok(ApiKey {
         id: KeyId::from_db(row.text(0)?),
-        user: UserId::from_db(row.text(1)?),
+        owner: Owner::from_columns(created_by.clone(), row.opt_text(10)?.map(TeamId::from_db)),
+        created_by,
         name: row.text(2)?,
         provider: row.text(3)?,
         base_url: row.opt_text(4)?,
@@ -58,10 +63,10 @@ pub fn custom_auth(header: Option<String>, template: Option<String>) -> Option<C
 pub async fn insert(db: &dyn Db, key: &ApiKey, sealed: &SealedSecret) -> Result<(), DbError> {
     db.execute(
         "INSERT INTO api_keys (id, user_id, name, provider, base_url, sealed_secret, key_version, hint, created_at, updated_at, \
-         auth_header, auth_template) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         auth_header, auth_template, team_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         &[
             key.id.as_str().into(),
-            key.user.as_str().into(),
+            key.created_by.as_str().into(),
             key.name.as_str().into(),
             key.provider.as_str().into(),
             key.base_url.clone().into(),
@@ -72,6 +77,7 @@ pub async fn insert(db: &dyn Db, key: &ApiKey, sealed: &SealedSecret) -> Result<
             key.updated_at.into(),
             key.custom_auth.as_ref().map(|c| c.header.as_str()).into(),
             key.custom_auth.as_ref().map(|c| c.template.as_str()).into(),
+            key.owner.team().map(TeamId::as_str).into(),
         ],
     )
     .await
@@ -79,22 +85,47 @@ pub async fn insert(db: &dyn Db, key: &ApiKey, sealed: &SealedSecret) -> Result<
 }
 
 /// The owner's keys, newest first.
-pub async fn list(db: &dyn Db, user: &UserId) -> Result<Vec<ApiKey>, DbError> {
+pub async fn list(db: &dyn Db, owner: &Owner) -> Result<Vec<ApiKey>, DbError> {
     let rows = db
         .query(
-            &format!("SELECT {COLUMNS} FROM api_keys WHERE user_id = $1 ORDER BY id DESC"),
+            &format!("SELECT {COLUMNS} FROM api_keys WHERE {OWNER} = $1 ORDER BY id DESC"),
+            &[owner.as_str().into()],
+        )
+        .await?;
+    decode(rows, from_row)
+}
+
+/// The keys a user can see: their own and those of every team they belong to, newest first.
+pub async fn visible(db: &dyn Db, user: &UserId) -> Result<Vec<ApiKey>, DbError> {
+    let rows = db
+        .query(
+            &format!(
+                "SELECT {COLUMNS} FROM api_keys WHERE {OWNER} = $1 \
+                 OR team_id IN (SELECT team_id FROM team_members WHERE user_id = $1) ORDER BY id DESC"
+            ),
             &[user.as_str().into()],
         )
         .await?;
     decode(rows, from_row)
 }
 
-/// One of the owner's keys.
-pub async fn get(db: &dyn Db, user: &UserId, id: &KeyId) -> Result<Option<ApiKey>, DbError> {
+/// Who a key belongs to, so that the caller can be authorised before anything else is read.
+pub async fn owner_of(db: &dyn Db, id: &KeyId) -> Result<Option<Owner>, DbError> {
     let rows = db
         .query(
-            &format!("SELECT {COLUMNS} FROM api_keys WHERE id = $1 AND user_id = $2"),
-            &[id.as_str().into(), user.as_str().into()],
+            "SELECT user_id, team_id FROM api_keys WHERE id = $1",
+            &[id.as_str().into()],
+        )
+        .await?;
+    rows.first().map(crate::owner_at).transpose()
+}
+
+/// One of the owner's keys.
+pub async fn get(db: &dyn Db, owner: &Owner, id: &KeyId) -> Result<Option<ApiKey>, DbError> {
+    let rows = db
+        .query(
+            &format!("SELECT {COLUMNS} FROM api_keys WHERE id = $1 AND {OWNER} = $2"),
+            &[id.as_str().into(), owner.as_str().into()],
         )
         .await?;
     rows.first().map(from_row).transpose()
@@ -103,17 +134,19 @@ pub async fn get(db: &dyn Db, user: &UserId, id: &KeyId) -> Result<Option<ApiKey
 /// Renames one of the owner's keys. False if it is not theirs.
 pub async fn rename(
     db: &dyn Db,
-    user: &UserId,
+    owner: &Owner,
     id: &KeyId,
     name: &str,
     now: i64,
 ) -> Result<bool, DbError> {
     let n = db
         .execute(
-            "UPDATE api_keys SET name = $3, updated_at = $4 WHERE id = $1 AND user_id = $2",
+            &format!(
+                "UPDATE api_keys SET name = $3, updated_at = $4 WHERE id = $1 AND {OWNER} = $2"
+            ),
             &[
                 id.as_str().into(),
-                user.as_str().into(),
+                owner.as_str().into(),
                 name.into(),
                 now.into(),
             ],
@@ -125,7 +158,7 @@ pub async fn rename(
 /// Replaces the secret of one of the owner's keys in place. False if it is not theirs.
 pub async fn rotate(
     db: &dyn Db,
-    user: &UserId,
+    owner: &Owner,
     id: &KeyId,
     sealed: &SealedSecret,
     hint: &str,
@@ -133,11 +166,13 @@ pub async fn rotate(
 ) -> Result<bool, DbError> {
     let n = db
         .execute(
-            "UPDATE api_keys SET sealed_secret = $3, key_version = $4, hint = $5, updated_at = $6 \
-             WHERE id = $1 AND user_id = $2",
+            &format!(
+                "UPDATE api_keys SET sealed_secret = $3, key_version = $4, hint = $5, updated_at = $6 \
+                 WHERE id = $1 AND {OWNER} = $2"
+            ),
             &[
                 id.as_str().into(),
-                user.as_str().into(),
+                owner.as_str().into(),
                 sealed.as_str().into(),
                 i64::from(sealed.version().unwrap_or(0)).into(),
                 hint.into(),
@@ -150,11 +185,11 @@ pub async fn rotate(
 
 /// Deletes one of the owner's keys and, through the foreign key, its shares. False if it is not
 /// theirs.
-pub async fn delete(db: &dyn Db, user: &UserId, id: &KeyId) -> Result<bool, DbError> {
+pub async fn delete(db: &dyn Db, owner: &Owner, id: &KeyId) -> Result<bool, DbError> {
     let n = db
         .execute(
-            "DELETE FROM api_keys WHERE id = $1 AND user_id = $2",
-            &[id.as_str().into(), user.as_str().into()],
+            &format!("DELETE FROM api_keys WHERE id = $1 AND {OWNER} = $2"),
+            &[id.as_str().into(), owner.as_str().into()],
         )
         .await?;
     Ok(n == 1)
@@ -167,10 +202,10 @@ pub async fn sealed_before(
     current: u32,
     after: &str,
     limit: i64,
-) -> Result<Vec<(KeyId, UserId, SealedSecret)>, DbError> {
+) -> Result<Vec<(KeyId, Owner, SealedSecret)>, DbError> {
     let rows = db
         .query(
-            "SELECT id, user_id, sealed_secret FROM api_keys WHERE key_version < $1 AND id > $2 \
+            "SELECT id, user_id, team_id, sealed_secret FROM api_keys WHERE key_version < $1 AND id > $2 \
              ORDER BY id LIMIT $3",
             &[i64::from(current).into(), after.into(), limit.into()],
         )
@@ -178,8 +213,8 @@ pub async fn sealed_before(
     crate::decode(rows, |row| {
         Ok((
             KeyId::from_db(row.text(0)?),
-            UserId::from_db(row.text(1)?),
-            SealedSecret::from_stored(row.text(2)?),
+            crate::owner_at(row)?,
+            SealedSecret::from_stored(row.text(3)?),
         ))
     })
 }

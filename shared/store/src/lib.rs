@@ -2,18 +2,35 @@
 //! [`Db`](feen_core::ports::Db) port, in the subset of SQL that PostgreSQL and SQLite share
 //! (`$n` placeholders, BIGINT/INTEGER and TEXT columns, `ON CONFLICT DO NOTHING`).
 //!
-//! Architecture invariant: every query that reads or changes a user's resource takes the owner's
-//! id and filters by it, so a handler cannot forget the ownership check.
+//! Architecture invariant: every query that reads or changes an owned resource takes the owner
+//! (a user or a team, [`Owner`]) and filters by it, so a handler cannot forget the ownership
+//! check. Handlers find the owner of an id first (`owner_of`), authorise the caller against it
+//! with [`feen_core::authz::decide`], and then read or write through the owner.
 
 pub mod audit;
 pub mod keys;
 pub mod sessions;
 pub mod shares;
+pub mod teams;
 pub mod tokens;
 pub mod usage;
 pub mod users;
 
+use feen_core::authz::Owner;
+use feen_core::ids::{TeamId, UserId};
 use feen_core::ports::{DbError, Row};
+
+/// The SQL expression for an owned row's owner: its team if it has one, else its user. Ids are
+/// prefixed by kind, so a team id never equals a user id.
+const OWNER: &str = "COALESCE(team_id, user_id)";
+
+/// The owner in a row whose first two columns are `user_id, team_id`.
+fn owner_at(row: &Row) -> Result<Owner, DbError> {
+    Ok(Owner::from_columns(
+        UserId::from_db(row.text(0)?),
+        row.opt_text(1)?.map(TeamId::from_db),
+    ))
+}
 
 /// Maps rows with a fallible row decoder.
 fn decode<T>(rows: Vec<Row>, f: impl Fn(&Row) -> Result<T, DbError>) -> Result<Vec<T>, DbError> {

@@ -1,21 +1,24 @@
 //! Shares: Feen tokens with limits, minted for one key. Only the token's hash is stored.
 
+use feen_core::authz::Owner;
 use feen_core::crypto::keyring::SealedSecret;
 use feen_core::crypto::token::TokenHash;
-use feen_core::ids::{KeyId, ShareId, UserId};
+use feen_core::ids::{KeyId, ShareId, TeamId, UserId};
 use feen_core::limits::{Budget, Period, Policy, Used};
 use feen_core::ports::{Db, DbError, Row, Value};
 use serde::{Deserialize, Serialize};
 
-use crate::{count, decode, stored};
+use crate::{OWNER, count, decode, stored};
 
 /// A share as shown to its owner.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Share {
     /// The id.
     pub id: ShareId,
-    /// The owner.
-    pub user: UserId,
+    /// Who it belongs to: its key's owner.
+    pub owner: Owner,
+    /// Who minted it.
+    pub created_by: UserId,
     /// The key it spends.
     pub key: KeyId,
     /// What the owner called it.
@@ -50,7 +53,7 @@ const POLICY_COLUMNS: [&str; 12] = [
 
 fn columns() -> String {
     format!(
-        "id, user_id, api_key_id, name, token_hint, {}, created_at, updated_at, revoked_at",
+        "id, user_id, api_key_id, name, token_hint, {}, created_at, updated_at, revoked_at, team_id",
         POLICY_COLUMNS.join(", ")
     )
 }
@@ -118,9 +121,11 @@ fn marks(first: usize, n: usize) -> String {
 }
 
 fn from_row(row: &Row) -> Result<Share, DbError> {
+    let created_by = UserId::from_db(row.text(1)?);
     Ok(Share {
         id: ShareId::from_db(row.text(0)?),
-        user: UserId::from_db(row.text(1)?),
+        owner: Owner::from_columns(created_by.clone(), row.opt_text(20)?.map(TeamId::from_db)),
+        created_by,
         key: KeyId::from_db(row.text(2)?),
         name: row.text(3)?,
         token_hint: row.text(4)?,
@@ -134,31 +139,47 @@ fn from_row(row: &Row) -> Result<Share, DbError> {
 /// Stores a new share.
 pub async fn insert(db: &dyn Db, share: &Share, hash: &TokenHash) -> Result<(), DbError> {
     let sql = format!(
-        "INSERT INTO shares (id, user_id, api_key_id, name, token_hash, token_hint, created_at, updated_at, {}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, {})",
+        "INSERT INTO shares (id, user_id, api_key_id, name, token_hash, token_hint, created_at, updated_at, team_id, {}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, {})",
         POLICY_COLUMNS.join(", "),
-        marks(9, POLICY_COLUMNS.len())
+        marks(10, POLICY_COLUMNS.len())
     );
     let mut params: Vec<Value> = vec![
         share.id.as_str().into(),
-        share.user.as_str().into(),
+        share.created_by.as_str().into(),
         share.key.as_str().into(),
         share.name.as_str().into(),
         hash.as_str().into(),
         share.token_hint.as_str().into(),
         share.created_at.into(),
         share.updated_at.into(),
+        share.owner.team().map(TeamId::as_str).into(),
     ];
     params.extend(policy_values(&share.policy));
     db.execute(&sql, &params).await.map(drop)
 }
 
 /// The owner's shares (revoked ones too, marked), newest first.
-pub async fn list(db: &dyn Db, user: &UserId) -> Result<Vec<Share>, DbError> {
+pub async fn list(db: &dyn Db, owner: &Owner) -> Result<Vec<Share>, DbError> {
     let rows = db
         .query(
             &format!(
-                "SELECT {} FROM shares WHERE user_id = $1 ORDER BY id DESC",
+                "SELECT {} FROM shares WHERE {OWNER} = $1 ORDER BY id DESC",
+                columns()
+            ),
+            &[owner.as_str().into()],
+        )
+        .await?;
+    decode(rows, from_row)
+}
+
+/// The shares a user can see: their own and those of every team they belong to, newest first.
+pub async fn visible(db: &dyn Db, user: &UserId) -> Result<Vec<Share>, DbError> {
+    let rows = db
+        .query(
+            &format!(
+                "SELECT {} FROM shares WHERE {OWNER} = $1 \
+                 OR team_id IN (SELECT team_id FROM team_members WHERE user_id = $1) ORDER BY id DESC",
                 columns()
             ),
             &[user.as_str().into()],
@@ -167,15 +188,26 @@ pub async fn list(db: &dyn Db, user: &UserId) -> Result<Vec<Share>, DbError> {
     decode(rows, from_row)
 }
 
+/// Who a share belongs to, so that the caller can be authorised before anything else is read.
+pub async fn owner_of(db: &dyn Db, id: &ShareId) -> Result<Option<Owner>, DbError> {
+    let rows = db
+        .query(
+            "SELECT user_id, team_id FROM shares WHERE id = $1",
+            &[id.as_str().into()],
+        )
+        .await?;
+    rows.first().map(crate::owner_at).transpose()
+}
+
 /// One of the owner's shares.
-pub async fn get(db: &dyn Db, user: &UserId, id: &ShareId) -> Result<Option<Share>, DbError> {
+pub async fn get(db: &dyn Db, owner: &Owner, id: &ShareId) -> Result<Option<Share>, DbError> {
     let rows = db
         .query(
             &format!(
-                "SELECT {} FROM shares WHERE id = $1 AND user_id = $2",
+                "SELECT {} FROM shares WHERE id = $1 AND {OWNER} = $2",
                 columns()
             ),
-            &[id.as_str().into(), user.as_str().into()],
+            &[id.as_str().into(), owner.as_str().into()],
         )
         .await?;
     rows.first().map(from_row).transpose()
@@ -190,12 +222,12 @@ pub async fn update(db: &dyn Db, share: &Share, now: i64) -> Result<bool, DbErro
         .map(|(i, c)| format!("{c} = ${}", i + 5))
         .collect();
     let sql = format!(
-        "UPDATE shares SET name = $3, updated_at = $4, {} WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+        "UPDATE shares SET name = $3, updated_at = $4, {} WHERE id = $1 AND {OWNER} = $2 AND revoked_at IS NULL",
         sets.join(", ")
     );
     let mut params: Vec<Value> = vec![
         share.id.as_str().into(),
-        share.user.as_str().into(),
+        share.owner.as_str().into(),
         share.name.as_str().into(),
         now.into(),
     ];
@@ -204,11 +236,13 @@ pub async fn update(db: &dyn Db, share: &Share, now: i64) -> Result<bool, DbErro
 }
 
 /// Revokes one of the owner's shares. False if it is not theirs or already revoked.
-pub async fn revoke(db: &dyn Db, user: &UserId, id: &ShareId, now: i64) -> Result<bool, DbError> {
+pub async fn revoke(db: &dyn Db, owner: &Owner, id: &ShareId, now: i64) -> Result<bool, DbError> {
     let n = db
         .execute(
-            "UPDATE shares SET revoked_at = $3, updated_at = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
-            &[id.as_str().into(), user.as_str().into(), now.into()],
+            &format!(
+                "UPDATE shares SET revoked_at = $3, updated_at = $3 WHERE id = $1 AND {OWNER} = $2 AND revoked_at IS NULL"
+            ),
+            &[id.as_str().into(), owner.as_str().into(), now.into()],
         )
         .await?;
     Ok(n == 1)
@@ -217,7 +251,7 @@ pub async fn revoke(db: &dyn Db, user: &UserId, id: &ShareId, now: i64) -> Resul
 /// Gives one of the owner's live shares a new token. False if it is not theirs or is revoked.
 pub async fn replace_token(
     db: &dyn Db,
-    user: &UserId,
+    owner: &Owner,
     id: &ShareId,
     hash: &TokenHash,
     hint: &str,
@@ -225,11 +259,13 @@ pub async fn replace_token(
 ) -> Result<bool, DbError> {
     let n = db
         .execute(
-            "UPDATE shares SET token_hash = $3, token_hint = $4, updated_at = $5 \
-             WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+            &format!(
+                "UPDATE shares SET token_hash = $3, token_hint = $4, updated_at = $5 \
+                 WHERE id = $1 AND {OWNER} = $2 AND revoked_at IS NULL"
+            ),
             &[
                 id.as_str().into(),
-                user.as_str().into(),
+                owner.as_str().into(),
                 hash.as_str().into(),
                 hint.into(),
                 now.into(),
@@ -239,24 +275,20 @@ pub async fn replace_token(
     Ok(n == 1)
 }
 
-/// The token hashes of a share (its current one) or of every share of a key, for cache
-/// invalidation.
+/// The token hashes of a share (its current one), of every share of a key, or of every share
+/// of the owner, for cache invalidation.
 pub async fn token_hashes(
     db: &dyn Db,
-    user: &UserId,
+    owner: &Owner,
     scope: HashScope<'_>,
 ) -> Result<Vec<TokenHash>, DbError> {
-    let (sql, id) = match scope {
-        HashScope::Share(id) => (
-            "SELECT token_hash FROM shares WHERE id = $1 AND user_id = $2",
-            id.as_str(),
-        ),
-        HashScope::Key(id) => (
-            "SELECT token_hash FROM shares WHERE api_key_id = $1 AND user_id = $2",
-            id.as_str(),
-        ),
+    let (column, id) = match scope {
+        HashScope::Share(id) => ("id", id.as_str()),
+        HashScope::Key(id) => ("api_key_id", id.as_str()),
+        HashScope::All => (OWNER, owner.as_str()),
     };
-    let rows = db.query(sql, &[id.into(), user.as_str().into()]).await?;
+    let sql = format!("SELECT token_hash FROM shares WHERE {column} = $1 AND {OWNER} = $2");
+    let rows = db.query(&sql, &[id.into(), owner.as_str().into()]).await?;
     decode(rows, |row| Ok(TokenHash::from_stored(row.text(0)?)))
 }
 
@@ -267,6 +299,8 @@ pub enum HashScope<'a> {
     Share(&'a ShareId),
     /// Every share of a key.
     Key(&'a KeyId),
+    /// Every share of the owner.
+    All,
 }
 
 /// What the proxy needs to serve a token: the share's policy and its key, still sealed. This is
@@ -276,8 +310,11 @@ pub enum HashScope<'a> {
 pub struct ProxyTarget {
     /// The share.
     pub share: ShareId,
-    /// Its owner.
+    /// The user who minted it (a user's share: its owner).
     pub user: UserId,
+    /// The team it belongs to, for a team's share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<TeamId>,
     /// Its key.
     pub key: KeyId,
     /// The key's provider.
@@ -307,7 +344,7 @@ impl ProxyTarget {
 pub async fn proxy_target(db: &dyn Db, hash: &TokenHash) -> Result<Option<ProxyTarget>, DbError> {
     let policy_columns: Vec<String> = POLICY_COLUMNS.iter().map(|c| format!("s.{c}")).collect();
     let sql = format!(
-        "SELECT s.id, s.user_id, s.api_key_id, k.provider, k.base_url, k.sealed_secret, k.auth_header, k.auth_template, {} \
+        "SELECT s.id, s.user_id, s.api_key_id, k.provider, k.base_url, k.sealed_secret, k.auth_header, k.auth_template, s.team_id, {} \
          FROM shares s JOIN api_keys k ON k.id = s.api_key_id WHERE s.token_hash = $1 AND s.revoked_at IS NULL",
         policy_columns.join(", ")
     );
@@ -316,7 +353,7 @@ pub async fn proxy_target(db: &dyn Db, hash: &TokenHash) -> Result<Option<ProxyT
         return Ok(None);
     };
     let share = ShareId::from_db(row.text(0)?);
-    let policy = policy_at(row, 8)?;
+    let policy = policy_at(row, 9)?;
     let lifetime =
         policy.max_uses.is_some() || policy.budget.is_some_and(|b| b.period == Period::Lifetime);
     let used = if lifetime {
@@ -327,6 +364,7 @@ pub async fn proxy_target(db: &dyn Db, hash: &TokenHash) -> Result<Option<ProxyT
     Ok(Some(ProxyTarget {
         share,
         user: UserId::from_db(row.text(1)?),
+        team: row.opt_text(8)?.map(TeamId::from_db),
         key: KeyId::from_db(row.text(2)?),
         provider: row.text(3)?,
         base_url: row.opt_text(4)?,

@@ -1,11 +1,12 @@
 //! Usage events: one row per proxied request, written in batches, idempotent by request id.
 
-use feen_core::ids::{ShareId, UserId};
+use feen_core::authz::Owner;
+use feen_core::ids::{ShareId, TeamId, UserId};
 use feen_core::ports::{Db, DbError};
 use feen_core::usage::UsageEvent;
 
 /// Columns per event row.
-const COLUMNS: usize = 15;
+const COLUMNS: usize = 16;
 
 /// Writes events; an event whose request id is already stored is skipped, so a batch may be
 /// written twice. Returns how many rows were new.
@@ -14,7 +15,7 @@ pub async fn insert_batch(db: &dyn Db, events: &[UsageEvent]) -> Result<u64, DbE
     for chunk in events.chunks(50) {
         let mut sql = String::from(
             "INSERT INTO usage_events (request_id, share_id, api_key_id, user_id, provider, model, endpoint, status, \
-             streamed, input_tokens, output_tokens, started_at, duration_ms, outcome, cost_micros) VALUES ",
+             streamed, input_tokens, output_tokens, started_at, duration_ms, outcome, cost_micros, team_id) VALUES ",
         );
         let mut params = Vec::with_capacity(chunk.len() * COLUMNS);
         for (i, e) in chunk.iter().enumerate() {
@@ -43,6 +44,7 @@ pub async fn insert_batch(db: &dyn Db, events: &[UsageEvent]) -> Result<u64, DbE
                 sat(e.duration_ms).into(),
                 e.outcome.as_str().into(),
                 e.cost_micros.map(sat).into(),
+                e.team_id.as_ref().map(TeamId::as_str).into(),
             ]);
         }
         sql.push_str(" ON CONFLICT (request_id) DO NOTHING");
@@ -67,7 +69,7 @@ pub struct Totals {
 /// The totals of one of the owner's shares since `since_ms`.
 pub async fn share_totals(
     db: &dyn Db,
-    user: &UserId,
+    owner: &Owner,
     share: &ShareId,
     since_ms: i64,
 ) -> Result<Totals, DbError> {
@@ -75,8 +77,8 @@ pub async fn share_totals(
         .query(
             "SELECT COUNT(*), CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT), \
              CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) \
-             FROM usage_events WHERE share_id = $1 AND user_id = $2 AND started_at >= $3",
-            &[share.as_str().into(), user.as_str().into(), since_ms.into()],
+             FROM usage_events WHERE share_id = $1 AND COALESCE(team_id, user_id) = $2 AND started_at >= $3",
+            &[share.as_str().into(), owner.as_str().into(), since_ms.into()],
         )
         .await?;
     let Some(row) = rows.first() else {
@@ -94,7 +96,7 @@ pub async fn share_totals(
 /// The owner's most recent events for a share, newest first.
 pub async fn recent(
     db: &dyn Db,
-    user: &UserId,
+    owner: &Owner,
     share: &ShareId,
     limit: i64,
 ) -> Result<Vec<UsageEvent>, DbError> {
@@ -103,9 +105,9 @@ pub async fn recent(
     let rows = db
         .query(
             "SELECT request_id, share_id, api_key_id, user_id, provider, model, endpoint, status, streamed, \
-             input_tokens, output_tokens, started_at, duration_ms, outcome, cost_micros FROM usage_events \
-             WHERE share_id = $1 AND user_id = $2 ORDER BY started_at DESC, request_id DESC LIMIT $3",
-            &[share.as_str().into(), user.as_str().into(), limit.into()],
+             input_tokens, output_tokens, started_at, duration_ms, outcome, cost_micros, team_id FROM usage_events \
+             WHERE share_id = $1 AND COALESCE(team_id, user_id) = $2 ORDER BY started_at DESC, request_id DESC LIMIT $3",
+            &[share.as_str().into(), owner.as_str().into(), limit.into()],
         )
         .await?;
     let unsigned = |v: i64| u64::try_from(v).unwrap_or(0);
@@ -115,6 +117,7 @@ pub async fn recent(
             share_id: ShareId::from_db(row.text(1)?),
             key_id: KeyId::from_db(row.text(2)?),
             user_id: UserId::from_db(row.text(3)?),
+            team_id: row.opt_text(15)?.map(TeamId::from_db),
             provider: row.text(4)?,
             model: row.opt_text(5)?,
             endpoint: row.text(6)?,

@@ -23,6 +23,8 @@ pub enum TokenKind {
     Pat,
     /// A refresh token (`feenrt_`).
     Refresh,
+    /// A team invitation (`feeninv_`), sent by email and accepted once.
+    Invite,
 }
 
 impl TokenKind {
@@ -32,6 +34,7 @@ impl TokenKind {
             TokenKind::Share => "feen_",
             TokenKind::Pat => "feenpat_",
             TokenKind::Refresh => "feenrt_",
+            TokenKind::Invite => "feeninv_",
         }
     }
 }
@@ -92,7 +95,12 @@ mod tests {
 
     #[test]
     fn issued_tokens_verify_to_their_hash() {
-        for kind in [TokenKind::Share, TokenKind::Pat, TokenKind::Refresh] {
+        for kind in [
+            TokenKind::Share,
+            TokenKind::Pat,
+            TokenKind::Refresh,
+            TokenKind::Invite,
+        ] {
             let (token, stored) = issue(kind, [42; 32]);
             assert!(token.expose().starts_with(kind.prefix()));
             assert_eq!(token.expose().len(), kind.prefix().len() + 49);
