@@ -74,7 +74,7 @@ step "the end-to-end suites again, against the Workers under Miniflare/workerd"
 # Workers at start-up).
 FEEN_E2E_HOST=workers cargo nextest run --locked -p feen-e2e --test-threads 2 \
     --test journey --test auth --test bad_input --test limits --test providers --test sdk --test jobs \
-    --test audit
+    --test audit --test teams
 sleep 1; echo "workerd processes left running: $(ps -C workerd -o stat= | grep -vc "^Z" || true)"
 
 step "the end-to-end suites again, against the Spin components under wasmtime serve"

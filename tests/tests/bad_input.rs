@@ -27,6 +27,9 @@ struct World {
     ann_key: String,
     ann_share: String,
     ann_pat_id: String,
+    /// Ann's team, with a pending invitation.
+    ann_team: String,
+    ann_invite: String,
     secrets: Secrets,
     _mock: MockProvider,
     _feen: Feen,
@@ -48,6 +51,22 @@ async fn world() -> World {
     let pat = api
         .post("/api/auth/tokens", Some(&ann.token), json!({"name": "cli"}))
         .await;
+    let team = api
+        .post(
+            "/api/teams",
+            Some(&ann.token),
+            json!({"name": "ann's team"}),
+        )
+        .await
+        .str("/id");
+    let invite = api
+        .post(
+            &format!("/api/teams/{team}/invites"),
+            Some(&ann.token),
+            json!({"email": "someone@example.com"}),
+        )
+        .await
+        .str("/id");
     World {
         api,
         ann,
@@ -55,6 +74,8 @@ async fn world() -> World {
         ann_key,
         ann_share,
         ann_pat_id: pat.str("/id"),
+        ann_team: team,
+        ann_invite: invite,
         secrets,
         _mock: mock,
         _feen: feen,
@@ -70,10 +91,19 @@ async fn snapshot(w: &World) -> Vec<Value> {
             "/api/shared",
             "/api/auth/tokens",
             "/api/auth/me",
+            "/api/teams",
         ] {
             out.push(w.api.get(path, &user.token).await.body);
         }
     }
+    let team = format!("/api/teams/{}", w.ann_team);
+    out.push(w.api.get(&team, &w.ann.token).await.body);
+    out.push(
+        w.api
+            .get(&format!("{team}/invites"), &w.ann.token)
+            .await
+            .body,
+    );
     out
 }
 
@@ -132,6 +162,7 @@ async fn json_endpoints_refuse_malformed_bodies_and_change_nothing() {
     let before = snapshot(&w).await;
     let k = &w.ann_key;
     let s = &w.ann_share;
+    let (t, a) = (&w.ann_team, &w.ann.id);
     let endpoints: Vec<(Method, String, bool)> = vec![
         (Method::POST, "/api/auth/register".into(), false),
         (Method::POST, "/api/auth/login".into(), false),
@@ -141,6 +172,12 @@ async fn json_endpoints_refuse_malformed_bodies_and_change_nothing() {
         (Method::POST, format!("/api/keys/{k}/rotate"), true),
         (Method::POST, "/api/shared".into(), true),
         (Method::PATCH, format!("/api/shared/{s}"), true),
+        (Method::POST, "/api/teams".into(), true),
+        (Method::PATCH, format!("/api/teams/{t}"), true),
+        (Method::POST, format!("/api/teams/{t}/invites"), true),
+        (Method::PATCH, format!("/api/teams/{t}/members/{a}"), true),
+        (Method::POST, format!("/api/teams/{t}/transfer"), true),
+        (Method::POST, "/api/teams/invites/accept".into(), true),
     ];
     let oversized = format!("{{\"name\":\"{}\"}}", "x".repeat(70 * 1024)).into_bytes();
     let bodies: Vec<BadBody> = vec![
@@ -383,6 +420,85 @@ async fn fields_are_validated_with_their_names() {
             );
         }
     }
+    let team = format!("/api/teams/{}", w.ann_team);
+    let member = format!("{team}/members/{}", w.ann.id);
+    let team_cases: Vec<(Method, String, Value, &str)> = vec![
+        (
+            Method::POST,
+            "/api/teams".into(),
+            json!({"name": ""}),
+            "name",
+        ),
+        (
+            Method::POST,
+            "/api/teams".into(),
+            json!({"name": "x".repeat(500)}),
+            "name",
+        ),
+        (Method::PATCH, team.clone(), json!({"name": " "}), "name"),
+        (
+            Method::POST,
+            format!("{team}/invites"),
+            json!({"email": "nope"}),
+            "email",
+        ),
+        (
+            Method::POST,
+            format!("{team}/invites"),
+            json!({"email": "a@example.com", "role": "boss"}),
+            "role",
+        ),
+        (
+            Method::POST,
+            format!("{team}/invites"),
+            json!({"email": "a@example.com", "role": "Admin"}),
+            "role",
+        ),
+        (Method::PATCH, member.clone(), json!({"role": ""}), "role"),
+        (
+            Method::POST,
+            format!("{team}/transfer"),
+            json!({"userId": w.ann.id}),
+            "userId",
+        ),
+        (
+            Method::GET,
+            "/api/audit?teamId=nope".into(),
+            Value::Null,
+            "teamId",
+        ),
+        (
+            Method::POST,
+            "/api/keys".into(),
+            json!({"name": "k", "provider": "openai", "apiKey": "sk-1", "baseUrl": "https://api.openai.com/v1", "teamId": "usr_x"}),
+            "teamId",
+        ),
+    ];
+    for (method, path, body, field) in team_cases {
+        let body = (!body.is_null()).then_some(body);
+        let reply = w.api.call(method.clone(), &path, t, body).await;
+        let what = format!("{method} {path}");
+        assert_error(&reply, StatusCode::BAD_REQUEST, "validation_failed", &what);
+        assert_eq!(
+            reply.body.pointer("/error/field"),
+            Some(&json!(field)),
+            "{what}"
+        );
+    }
+    // Nobody is invited as owner, and the owner's own role cannot be changed: refusals, not
+    // validation errors.
+    for (method, path, body) in [
+        (
+            Method::POST,
+            format!("{team}/invites"),
+            json!({"email": "a@example.com", "role": "owner"}),
+        ),
+        (Method::PATCH, member, json!({"role": "viewer"})),
+    ] {
+        let reply = w.api.call(method.clone(), &path, t, Some(body)).await;
+        let what = format!("{method} {path}");
+        assert_error(&reply, StatusCode::FORBIDDEN, "insufficient_role", &what);
+    }
     assert_eq!(snapshot(&w).await, before);
 }
 
@@ -423,6 +539,7 @@ async fn private_upstreams_are_refused_outside_dev_mode() {
 async fn every_management_endpoint_requires_a_valid_token() {
     let w = world().await;
     let (k, s, p) = (&w.ann_key, &w.ann_share, &w.ann_pat_id);
+    let (t, i, a) = (&w.ann_team, &w.ann_invite, &w.ann.id);
     let endpoints: Vec<(Method, String)> = vec![
         (Method::GET, "/api/auth/me".into()),
         (Method::GET, "/api/auth/tokens".into()),
@@ -441,6 +558,21 @@ async fn every_management_endpoint_requires_a_valid_token() {
         (Method::DELETE, format!("/api/shared/{s}")),
         (Method::POST, format!("/api/shared/{s}/regenerate")),
         (Method::GET, format!("/api/shared/{s}/usage")),
+        (Method::GET, "/api/audit".into()),
+        (Method::GET, "/api/audit/verify".into()),
+        (Method::GET, "/api/teams".into()),
+        (Method::POST, "/api/teams".into()),
+        (Method::POST, "/api/teams/invites/accept".into()),
+        (Method::GET, format!("/api/teams/{t}")),
+        (Method::PATCH, format!("/api/teams/{t}")),
+        (Method::DELETE, format!("/api/teams/{t}")),
+        (Method::GET, format!("/api/teams/{t}/invites")),
+        (Method::POST, format!("/api/teams/{t}/invites")),
+        (Method::DELETE, format!("/api/teams/{t}/invites/{i}")),
+        (Method::PATCH, format!("/api/teams/{t}/members/{a}")),
+        (Method::DELETE, format!("/api/teams/{t}/members/{a}")),
+        (Method::POST, format!("/api/teams/{t}/leave")),
+        (Method::POST, format!("/api/teams/{t}/transfer")),
     ];
     let stranger = AccessKeys::new(&[9; 32])
         .issue(
@@ -568,6 +700,89 @@ async fn another_users_and_unknown_ids_are_not_found() {
             );
         }
     }
+    // Bob is in no team of Ann's: every team route answers as for a missing team, and so do
+    // unknown and malformed team ids for Ann.
+    let (t, i, a) = (&w.ann_team, &w.ann_invite, &w.ann.id);
+    let team_requests: Vec<(Method, String, Option<Value>)> = vec![
+        (Method::GET, format!("/api/teams/{t}"), None),
+        (
+            Method::PATCH,
+            format!("/api/teams/{t}"),
+            Some(json!({"name": "mine"})),
+        ),
+        (Method::DELETE, format!("/api/teams/{t}"), None),
+        (Method::GET, format!("/api/teams/{t}/invites"), None),
+        (
+            Method::POST,
+            format!("/api/teams/{t}/invites"),
+            Some(json!({"email": "b@example.com"})),
+        ),
+        (Method::DELETE, format!("/api/teams/{t}/invites/{i}"), None),
+        (
+            Method::PATCH,
+            format!("/api/teams/{t}/members/{a}"),
+            Some(json!({"role": "viewer"})),
+        ),
+        (Method::DELETE, format!("/api/teams/{t}/members/{a}"), None),
+        (
+            Method::POST,
+            format!("/api/teams/{t}/leave"),
+            Some(json!({})),
+        ),
+        (
+            Method::POST,
+            format!("/api/teams/{t}/transfer"),
+            Some(json!({"userId": w.bob.id})),
+        ),
+        (Method::GET, format!("/api/audit?teamId={t}"), None),
+        (Method::GET, format!("/api/audit/verify?teamId={t}"), None),
+    ];
+    for (method, path, body) in &team_requests {
+        let reply = w
+            .api
+            .call(method.clone(), path, Some(&w.bob.token), body.clone())
+            .await;
+        assert_error(
+            &reply,
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("bob: {method} {path}"),
+        );
+        for unknown in ["team_01AAAAAAAAAAAAAAAAAAAAAAAA", "not-a-team", "%00"] {
+            let swapped = path.replace(t.as_str(), unknown);
+            let reply = w
+                .api
+                .call(method.clone(), &swapped, Some(&w.ann.token), body.clone())
+                .await;
+            // A malformed id in the query string is a validation error; in the path, not found.
+            let status =
+                if swapped.contains("?teamId=") && unknown != "team_01AAAAAAAAAAAAAAAAAAAAAAAA" {
+                    StatusCode::BAD_REQUEST
+                } else {
+                    StatusCode::NOT_FOUND
+                };
+            assert_eq!(
+                reply.status, status,
+                "ann: {method} {swapped}: {}",
+                reply.text
+            );
+        }
+    }
+    // Ann's own team, but members and invitations that are not there.
+    for path in [
+        format!("/api/teams/{t}/members/{}", w.bob.id),
+        format!("/api/teams/{t}/members/usr_01AAAAAAAAAAAAAAAAAAAAAAAA"),
+        format!("/api/teams/{t}/invites/inv_01AAAAAAAAAAAAAAAAAAAAAAAA"),
+        format!("/api/teams/{t}/invites/not-an-id"),
+    ] {
+        let reply = w.api.delete(&path, &w.ann.token).await;
+        assert_error(
+            &reply,
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("ann: DELETE {path}"),
+        );
+    }
     // Minting a share on someone else's key is the same as on a missing one.
     let mint = w
         .api
@@ -622,6 +837,42 @@ async fn unknown_routes_and_methods_get_json_errors() {
             "not_found",
         ),
         (Method::GET, "/", StatusCode::NOT_FOUND, "not_found"),
+        (
+            Method::PUT,
+            "/api/teams",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            Method::GET,
+            "/api/teams/invites/accept",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            Method::GET,
+            "/api/teams/team_x/leave",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            Method::PUT,
+            "/api/teams/team_x/members/usr_x",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            Method::GET,
+            "/api/teams/team_x/nothing",
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            Method::POST,
+            "/api/audit",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
         (
             Method::POST,
             "/api/proxy",

@@ -71,6 +71,9 @@ async fn route(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
 
 /// How long a refresh token's row is kept after it expired.
 pub const SESSION_GRACE_MS: i64 = 86_400_000;
+/// How long a team invitation's row is kept after it expired or was accepted (the audit log
+/// keeps the fact for good).
+pub const INVITE_GRACE_MS: i64 = 30 * 86_400_000;
 
 /// What one run of the periodic jobs did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -78,6 +81,8 @@ pub const SESSION_GRACE_MS: i64 = 86_400_000;
 pub struct Report {
     /// Expired refresh tokens deleted.
     pub sessions_purged: u64,
+    /// Team invitations deleted a grace period after they expired or were accepted.
+    pub invites_purged: u64,
     /// Usage events moved from the usage list to the database.
     pub usage_drained: u64,
     /// Provider keys re-sealed with the key ring's current version.
@@ -103,6 +108,7 @@ pub struct Means<'a> {
 /// retried cron, two replicas' timers) do no harm.
 pub async fn periodic(db: &dyn Db, means: Means<'_>, now: i64) -> Result<Report, Error> {
     let sessions_purged = feen_store::sessions::purge_expired(db, now - SESSION_GRACE_MS).await?;
+    let invites_purged = feen_store::teams::purge_invites(db, now - INVITE_GRACE_MS).await?;
     let usage_drained = match means.usage_list {
         Some(kv) => drain_usage(db, kv).await?,
         None => 0,
@@ -113,6 +119,7 @@ pub async fn periodic(db: &dyn Db, means: Means<'_>, now: i64) -> Result<Report,
     };
     Ok(Report {
         sessions_purged,
+        invites_purged,
         usage_drained,
         keys_resealed,
         keys_on_old_versions,

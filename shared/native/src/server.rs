@@ -281,6 +281,7 @@ async fn run_jobs_every(
         match run_jobs(db.as_ref(), Some(&config.keyring), Some(kv.as_ref())).await {
             Ok(report) => tracing::info!(
                 sessions_purged = report.sessions_purged,
+                invites_purged = report.invites_purged,
                 keys_resealed = report.keys_resealed,
                 keys_on_old_versions = report.keys_on_old_versions,
                 "periodic jobs done"
