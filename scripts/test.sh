@@ -81,4 +81,4 @@ step "the end-to-end suites again, against the Spin components under wasmtime se
 # One wasmtime serve per component, routed as spin.toml says; the same tests and assertions.
 FEEN_E2E_HOST=spin cargo nextest run --locked -p feen-e2e --test-threads 2 \
     --test journey --test auth --test bad_input --test limits --test providers --test sdk --test jobs \
-    --test audit
+    --test audit --test teams
