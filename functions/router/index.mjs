@@ -10,6 +10,7 @@ const routes = [
   ["/api/jobs", "JOBS"],
   ["/api/audit", "AUDIT"],
   ["/api/teams", "TEAMS"],
+  ["/api/analytics", "ANALYTICS"],
 ];
 
 export default {

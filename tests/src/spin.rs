@@ -259,9 +259,19 @@ mod tests {
         assert_eq!(to("/api/jobs/run"), Some("jobs"));
         assert_eq!(to("/api/audit/verify"), Some("audit"));
         assert_eq!(to("/api/teams/invites/accept"), Some("teams"));
+        assert_eq!(to("/api/analytics/usage"), Some("analytics"));
         assert_eq!(to("/healthz"), Some("auth"));
         assert_eq!(to("/api/nothing"), Some("auth"));
-        for component in ["auth", "keys", "shares", "proxy", "jobs", "audit", "teams"] {
+        for component in [
+            "auth",
+            "keys",
+            "shares",
+            "proxy",
+            "jobs",
+            "audit",
+            "teams",
+            "analytics",
+        ] {
             assert!(manifest.sources.contains_key(component), "{component}");
         }
     }

@@ -5,13 +5,17 @@
 //! other scheduler).
 
 use feen_core::Error;
+use feen_core::analytics::{DAY_MS, HOUR_MS, day_floor, hour_floor};
 use feen_core::crypto::keyring::{KeyRing, NONCE_LEN};
 use feen_core::ports::{Db, Kv, Rng, random};
+use feen_core::timefmt::{parse_rfc3339, to_rfc3339};
 use feen_service::request::segments;
+use feen_service::settings;
 pub use feen_service::usage_list::{
     DRAIN_DELAY_MS, Decoded, USAGE_LIST, decode, drain_usage, enqueue_usage, store_usage,
 };
 use feen_service::{Ctx, Req, Resp, json, respond};
+use feen_store::analytics;
 use feen_store::shares::HashScope;
 use http::{Method, StatusCode};
 use serde::Serialize;
@@ -64,6 +68,7 @@ async fn route(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
         usage_list: Some(ctx.kv.as_ref()),
         keyring: Some((&ctx.config.keyring, ctx.rng.as_ref())),
         cache: Some(ctx.kv.as_ref()),
+        usage_retention_days: Some(ctx.config.usage_retention_days),
     };
     let report = periodic(ctx.db.as_ref(), means, ctx.now_ms()).await?;
     Ok(json(StatusCode::OK, &report))
@@ -90,6 +95,10 @@ pub struct Report {
     /// Provider keys still sealed with an older version (0: older versions may be retired once
     /// the share cache has turned over, 5 minutes).
     pub keys_on_old_versions: u64,
+    /// Rollup rows (hourly, daily, billing) written from the usage events.
+    pub usage_rows_rolled_up: u64,
+    /// Raw usage events deleted past the retention period (their rollups remain).
+    pub usage_events_expired: u64,
 }
 
 /// What the periodic jobs may use besides the database.
@@ -102,6 +111,8 @@ pub struct Means<'a> {
     /// The share cache, whose entries of re-sealed keys are dropped (refilled from the database
     /// on next use). Without it they age out within 5 minutes.
     pub cache: Option<&'a dyn Kv>,
+    /// How long raw usage events are kept once rolled up (`None`: the default, 90 days).
+    pub usage_retention_days: Option<u32>,
 }
 
 /// Runs every periodic job once. Each job is idempotent, so overlapping or repeated runs (a
@@ -117,13 +128,90 @@ pub async fn periodic(db: &dyn Db, means: Means<'_>, now: i64) -> Result<Report,
         Some((ring, rng)) => rewrap(db, ring, rng, means.cache).await?,
         None => (0, 0),
     };
+    let retention = means
+        .usage_retention_days
+        .unwrap_or(settings::DEFAULT_USAGE_RETENTION_DAYS)
+        .max(settings::MIN_USAGE_RETENTION_DAYS);
+    let (usage_rows_rolled_up, usage_events_expired) =
+        aggregate(db, now, i64::from(retention) * DAY_MS).await?;
     Ok(Report {
+        usage_rows_rolled_up,
+        usage_events_expired,
         sessions_purged,
         invites_purged,
         usage_drained,
         keys_resealed,
         keys_on_old_versions,
     })
+}
+
+/// Every run recomputes the rollups of this many past hours from the raw events, so that events
+/// written late (a long stream, a retried queue batch) are counted.
+pub const RECOMPUTE_MS: i64 = 48 * HOUR_MS;
+/// An hour is rolled up once it ended this long ago.
+pub const SETTLE_MS: i64 = 5 * 60_000;
+
+/// Usage aggregation: rolls the raw usage events up into hourly rollups, those into daily ones
+/// and those into billing months, recomputing (never incrementing) every row it touches, so that
+/// runs may repeat or overlap; then deletes raw events past the retention period, never before
+/// they are rolled up and out of the recomputed window. Returns (rollup rows written, events
+/// deleted).
+pub async fn aggregate(db: &dyn Db, now: i64, retention_ms: i64) -> Result<(u64, u64), Error> {
+    let end = hour_floor(now - SETTLE_MS);
+    let start = match analytics::mark(db, analytics::ROLLED_TO).await? {
+        Some(mark) => mark - RECOMPUTE_MS,
+        None => analytics::earliest_event(db).await?.map_or(end, hour_floor),
+    };
+    let horizon = analytics::mark(db, analytics::HORIZON).await?.unwrap_or(0);
+    let start = start.max(horizon).min(end);
+    let mut rows = 0;
+    let mut from = start;
+    while from < end {
+        let to = (day_floor(from) + DAY_MS).min(end);
+        rows += analytics::roll_hours(db, from, to).await?;
+        from = to;
+    }
+    if start < end {
+        let (first_day, last_day) = (day_floor(start), day_floor(end - 1) + DAY_MS);
+        rows += analytics::roll_days(db, first_day, last_day).await?;
+        for (month, from, to) in months(first_day, last_day) {
+            rows += analytics::roll_billing(db, &month, from, to).await?;
+        }
+    }
+    analytics::advance_mark(db, analytics::ROLLED_TO, end).await?;
+    // Raw events go only once they are out of the recomputed window, whole days at a time. The
+    // horizon moves first: readers then take the days before it from the rollups, which is
+    // right whether or not the deletion below has happened yet.
+    let expire_before = day_floor((now - retention_ms).min(end - RECOMPUTE_MS));
+    let mut expired = 0;
+    if expire_before > horizon {
+        analytics::advance_mark(db, analytics::HORIZON, expire_before).await?;
+        expired = analytics::expire_events(db, expire_before).await?;
+    }
+    Ok((rows, expired))
+}
+
+/// The calendar months (`YYYY-MM`, start, end) that overlap `[from, to)`, UTC.
+fn months(from: i64, to: i64) -> Vec<(String, i64, i64)> {
+    let mut out = Vec::new();
+    if from >= to {
+        return out;
+    }
+    let mut start = month_start(from);
+    while start < to {
+        let label = to_rfc3339(start).get(..7).unwrap_or_default().to_owned();
+        let next = month_start(start + 32 * DAY_MS);
+        out.push((label, start, next));
+        start = next;
+    }
+    out
+}
+
+/// The start of the UTC month `ms` falls in.
+fn month_start(ms: i64) -> i64 {
+    let text = to_rfc3339(ms);
+    let month = text.get(..7).unwrap_or_default();
+    parse_rfc3339(&format!("{month}-01T00:00:00Z")).unwrap_or(day_floor(ms))
 }
 
 /// Keys re-sealed per statement batch, and the most one run re-seals.
@@ -175,6 +263,27 @@ pub async fn rewrap(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn months_cover_a_range_in_calendar_months() {
+        let at = |s: &str| parse_rfc3339(s).expect("time");
+        let got = months(at("2026-01-31T00:00:00Z"), at("2026-03-02T00:00:00Z"));
+        let labels: Vec<_> = got.iter().map(|(m, _, _)| m.as_str()).collect();
+        assert_eq!(labels, ["2026-01", "2026-02", "2026-03"]);
+        assert_eq!(got[1].1, at("2026-02-01T00:00:00Z"));
+        assert_eq!(got[1].2, at("2026-03-01T00:00:00Z"));
+        assert_eq!(got[2].2, at("2026-04-01T00:00:00Z"));
+        let leap = months(at("2028-02-10T00:00:00Z"), at("2028-02-11T00:00:00Z"));
+        assert_eq!(
+            leap,
+            vec![(
+                "2028-02".into(),
+                at("2028-02-01T00:00:00Z"),
+                at("2028-03-01T00:00:00Z")
+            )]
+        );
+        assert!(months(5, 5).is_empty());
+    }
 
     fn event(request: &str) -> serde_json::Value {
         serde_json::json!({

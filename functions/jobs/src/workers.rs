@@ -51,6 +51,7 @@ async fn scheduled(
         let means = crate::Means {
             usage_list: None,
             cache: None,
+            usage_retention_days: config.as_ref().map(|c| c.usage_retention_days),
             keyring: config.as_ref().map(|c| {
                 (
                     &c.keyring,

@@ -124,14 +124,33 @@ async fn proxy(
         body: &body,
         json: json.as_ref(),
     };
+    let share = cached.clone();
+    let refused = |status: http::StatusCode| {
+        let elapsed_ms = ctx.clock.monotonic_us().saturating_sub(started_us) / 1000;
+        let event = refusal_event(&share.target, request_id, &endpoint, &model, started_ms);
+        ctx.usage.record(UsageEvent {
+            status: status.as_u16(),
+            duration_ms: elapsed_ms,
+            ..event
+        });
+    };
     let admitted = match admit(ctx, &hash, cached, &facts, started_ms).await {
         Ok(admitted) => admitted,
         Err(Refusal::Limit { window, value }) => {
-            let mut resp = error_response(&limits::refusal(&window, started_ms));
+            let error = limits::refusal(&window, started_ms);
+            refused(error.status());
+            let mut resp = error_response(&error);
             rate_limit_headers(resp.headers_mut(), &[window], &[value], started_ms);
             return Ok(resp);
         }
-        Err(Refusal::Error(e)) => return Err(e),
+        Err(Refusal::Error(e)) => {
+            // The share's own policy said no (not the counter store failing): that is a
+            // refusal its owner sees in the analytics.
+            if matches!(e, Error::Forbidden { .. } | Error::RateLimited { .. }) {
+                refused(e.status());
+            }
+            return Err(e);
+        }
     };
     let target = &admitted.cached.target;
     let provider = providers::find(&target.provider)
@@ -235,6 +254,34 @@ async fn proxy(
         Body::from_stream(metered)
     };
     Ok(Response::from_parts(head, body))
+}
+
+/// The usage event of a request Feen refused before forwarding it.
+fn refusal_event(
+    target: &ProxyTarget,
+    request_id: &RequestId,
+    endpoint: &str,
+    model: &Option<String>,
+    started_ms: i64,
+) -> UsageEvent {
+    UsageEvent {
+        request_id: request_id.clone(),
+        share_id: target.share.clone(),
+        key_id: target.key.clone(),
+        user_id: target.user.clone(),
+        team_id: target.team.clone(),
+        provider: target.provider.clone(),
+        model: model.clone(),
+        endpoint: endpoint.to_owned(),
+        status: 0,
+        streamed: false,
+        input_tokens: 0,
+        output_tokens: 0,
+        cost_micros: None,
+        started_at_ms: started_ms,
+        duration_ms: 0,
+        outcome: Outcome::Refused,
+    }
 }
 
 /// The upstream path for a request path: `/api/proxy/v1/x` → `/v1/x`, `/v1/x` → `/v1/x`.

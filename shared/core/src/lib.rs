@@ -5,6 +5,7 @@
 //! bytes. Time and randomness come in as arguments (or through the [`ports`]); decisions and
 //! values come out.
 
+pub mod analytics;
 pub mod audit;
 pub mod authz;
 pub mod body;

@@ -17,6 +17,9 @@ pub enum Outcome {
     ClientDisconnected,
     /// The upstream failed (unreachable, or its stream broke).
     UpstreamError,
+    /// Feen refused the request before it reached the provider: a limit (429) or the share's
+    /// policy (403). Such events carry no tokens and count as no use of the share.
+    Refused,
 }
 
 impl Outcome {
@@ -26,6 +29,7 @@ impl Outcome {
             Outcome::Completed => "completed",
             Outcome::ClientDisconnected => "client_disconnected",
             Outcome::UpstreamError => "upstream_error",
+            Outcome::Refused => "refused",
         }
     }
 
@@ -35,6 +39,7 @@ impl Outcome {
             Outcome::Completed,
             Outcome::ClientDisconnected,
             Outcome::UpstreamError,
+            Outcome::Refused,
         ]
         .into_iter()
         .find(|o| o.as_str() == text)

@@ -54,6 +54,8 @@ pub struct Settings {
     /// `FEEN_JOBS_INTERVAL_SECS`: how often `feen serve` runs the periodic jobs (0: never, for
     /// deployments that run `feen jobs` from a scheduler of their own).
     pub jobs_interval_secs: u64,
+    /// `FEEN_USAGE_RETENTION_DAYS`: how long raw usage events are kept once rolled up.
+    pub usage_retention_days: u32,
 }
 
 impl std::fmt::Debug for Settings {
@@ -123,6 +125,9 @@ impl Settings {
             cookie_secure: flag("FEEN_COOKIE_SECURE")?,
             client_ip: client_ip_source(var("FEEN_CLIENT_IP_HEADER"), var("FEEN_TRUSTED_PROXIES"))?,
             jobs_token: var("FEEN_JOBS_TOKEN"),
+            usage_retention_days: feen_service::settings::usage_retention_days(var(
+                "FEEN_USAGE_RETENTION_DAYS",
+            ))?,
             metrics_token: match var("FEEN_METRICS_TOKEN") {
                 Some(t) if t.trim().len() < 32 => {
                     return Err("FEEN_METRICS_TOKEN must be at least 32 characters".into());
@@ -165,6 +170,11 @@ impl Settings {
             secure_cookies: self.cookie_secure.unwrap_or(!listen.ip().is_loopback()),
             stream_idle_ms: None,
             jobs_token: feen_service::settings::jobs_token(self.jobs_token.clone())?,
+            // Zero is "not set" (a `Settings::default()`).
+            usage_retention_days: match self.usage_retention_days {
+                0 => feen_service::settings::DEFAULT_USAGE_RETENTION_DAYS,
+                days => days,
+            },
         })
     }
 }

@@ -98,6 +98,10 @@ impl Metrics {
     }
 
     fn usage(&self, event: &UsageEvent) {
+        // Refusals are counted by their status (`feen_rate_limited_total`), not as usage.
+        if event.outcome == feen_core::usage::Outcome::Refused {
+            return;
+        }
         if let Ok(mut s) = self.state.lock() {
             s.usage_events += 1;
             s.input_tokens += event.input_tokens;

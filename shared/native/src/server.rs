@@ -59,6 +59,8 @@ pub async fn dispatch(req: Req, ctx: &Ctx) -> Resp {
         feen_audit::handle(req, ctx).await
     } else if under(feen_teams::PREFIX) {
         feen_teams::handle(req, ctx).await
+    } else if under(feen_analytics::PREFIX) {
+        feen_analytics::handle(req, ctx).await
     } else if under(feen_jobs::PREFIX) {
         feen_jobs::handle(req, ctx).await
     } else if path == "/healthz" {
@@ -249,17 +251,18 @@ pub async fn serve(
 }
 
 /// Runs the periodic jobs once (`feen jobs`, and each tick of `feen serve`'s timer); with the
-/// key ring, keys sealed with older versions are re-sealed too.
+/// configuration (its key ring), keys sealed with older versions are re-sealed too.
 pub async fn run_jobs(
     db: &dyn Db,
-    keyring: Option<&feen_core::crypto::keyring::KeyRing>,
+    config: Option<&feen_service::Config>,
     cache: Option<&dyn Kv>,
 ) -> Result<feen_jobs::Report, String> {
     let now = feen_core::ports::Clock::now_ms(&SystemClock);
     let means = feen_jobs::Means {
         usage_list: None,
         cache,
-        keyring: keyring.map(|k| (k, &OsRng as &dyn feen_core::ports::Rng)),
+        keyring: config.map(|c| (&c.keyring, &OsRng as &dyn feen_core::ports::Rng)),
+        usage_retention_days: config.map(|c| c.usage_retention_days),
     };
     feen_jobs::periodic(db, means, now)
         .await
@@ -278,8 +281,10 @@ async fn run_jobs_every(
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        match run_jobs(db.as_ref(), Some(&config.keyring), Some(kv.as_ref())).await {
+        match run_jobs(db.as_ref(), Some(&config), Some(kv.as_ref())).await {
             Ok(report) => tracing::info!(
+                usage_rows_rolled_up = report.usage_rows_rolled_up,
+                usage_events_expired = report.usage_events_expired,
                 sessions_purged = report.sessions_purged,
                 invites_purged = report.invites_purged,
                 keys_resealed = report.keys_resealed,
@@ -317,6 +322,7 @@ fn group(path: &str) -> &'static str {
         (feen_jobs::PREFIX, "jobs"),
         (feen_audit::PREFIX, "audit"),
         (feen_teams::PREFIX, "teams"),
+        (feen_analytics::PREFIX, "analytics"),
     ]
     .into_iter()
     .find(|(prefix, _)| under(prefix))

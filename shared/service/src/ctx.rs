@@ -26,6 +26,9 @@ pub struct Config {
     /// `FEEN_JOBS_TOKEN`: the bearer token of the jobs endpoint (`POST /api/jobs/run`); `None`
     /// turns the endpoint off.
     pub jobs_token: Option<feen_core::secret::SecretString>,
+    /// `FEEN_USAGE_RETENTION_DAYS`: how long raw usage events are kept once rolled up (the
+    /// rollups are kept for good).
+    pub usage_retention_days: u32,
 }
 
 /// The ports and configuration a handler works with.

@@ -49,7 +49,26 @@ pub fn config(
         secure_cookies: get("FEEN_COOKIE_SECURE").as_deref() != Some("0"),
         stream_idle_ms: stream_idle_secs.map(|s| s.max(1) * 1000),
         jobs_token: jobs_token(get("FEEN_JOBS_TOKEN"))?,
+        usage_retention_days: usage_retention_days(get("FEEN_USAGE_RETENTION_DAYS"))?,
     })
+}
+
+/// The default of `FEEN_USAGE_RETENTION_DAYS`.
+pub const DEFAULT_USAGE_RETENTION_DAYS: u32 = 90;
+/// The least retention: the aggregation job recomputes the last two days from raw events.
+pub const MIN_USAGE_RETENTION_DAYS: u32 = 3;
+
+/// `FEEN_USAGE_RETENTION_DAYS`, checked.
+pub fn usage_retention_days(value: Option<String>) -> Result<u32, String> {
+    let Some(v) = value.filter(|v| !v.trim().is_empty()) else {
+        return Ok(DEFAULT_USAGE_RETENTION_DAYS);
+    };
+    match v.trim().parse::<u32>() {
+        Ok(days) if days >= MIN_USAGE_RETENTION_DAYS => Ok(days),
+        _ => Err(format!(
+            "FEEN_USAGE_RETENTION_DAYS must be a whole number of days, at least {MIN_USAGE_RETENTION_DAYS}, not {v:?}"
+        )),
+    }
 }
 
 /// `FEEN_JOBS_TOKEN`, checked for length.

@@ -7,6 +7,7 @@
 //! check. Handlers find the owner of an id first (`owner_of`), authorise the caller against it
 //! with [`feen_core::authz::decide`], and then read or write through the owner.
 
+pub mod analytics;
 pub mod audit;
 pub mod keys;
 pub mod sessions;

@@ -379,7 +379,14 @@ pub async fn proxy_target(db: &dyn Db, hash: &TokenHash) -> Result<Option<ProxyT
 pub async fn used(db: &dyn Db, share: &ShareId) -> Result<Used, DbError> {
     let rows = db
         .query(
-            "SELECT COUNT(*), CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) FROM usage_events WHERE share_id = $1",
+            &format!(
+                "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT), CAST(COALESCE(SUM(c), 0) AS BIGINT) FROM ( \
+                 SELECT COUNT(*) AS n, SUM(cost_micros) AS c FROM usage_events WHERE share_id = $1 \
+                 AND outcome <> 'refused' AND started_at >= {h} \
+                 UNION ALL SELECT SUM(requests), SUM(cost_micros) FROM usage_rollups \
+                 WHERE period = 'day' AND share_id = $1 AND bucket_start < {h}) parts",
+                h = crate::usage::HORIZON_SQL
+            ),
             &[share.as_str().into()],
         )
         .await?;

@@ -66,7 +66,14 @@ pub struct Totals {
     pub cost_micros: u64,
 }
 
-/// The totals of one of the owner's shares since `since_ms`.
+/// Where usage lives: raw events from the horizon on, daily rollups before it (raw events older
+/// than the retention period are deleted once rolled up). An SQL expression for the horizon.
+pub(crate) const HORIZON_SQL: &str =
+    "COALESCE((SELECT value FROM job_marks WHERE name = 'usage_horizon'), 0)";
+
+/// The totals of one of the owner's shares since `since_ms` (requests that reached the
+/// provider; refusals are counted by the analytics). Before the raw-event horizon the daily
+/// rollups count, whole days.
 pub async fn share_totals(
     db: &dyn Db,
     owner: &Owner,
@@ -75,9 +82,17 @@ pub async fn share_totals(
 ) -> Result<Totals, DbError> {
     let rows = db
         .query(
-            "SELECT COUNT(*), CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT), CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT), \
-             CAST(COALESCE(SUM(cost_micros), 0) AS BIGINT) \
-             FROM usage_events WHERE share_id = $1 AND COALESCE(team_id, user_id) = $2 AND started_at >= $3",
+            &format!(
+                "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT), CAST(COALESCE(SUM(i), 0) AS BIGINT), \
+                 CAST(COALESCE(SUM(o), 0) AS BIGINT), CAST(COALESCE(SUM(c), 0) AS BIGINT) FROM ( \
+                 SELECT COUNT(*) AS n, SUM(input_tokens) AS i, SUM(output_tokens) AS o, SUM(cost_micros) AS c \
+                 FROM usage_events WHERE share_id = $1 AND COALESCE(team_id, user_id) = $2 AND started_at >= $3 \
+                 AND started_at >= {HORIZON_SQL} AND outcome <> 'refused' \
+                 UNION ALL SELECT SUM(requests), SUM(input_tokens), SUM(output_tokens), SUM(cost_micros) \
+                 FROM usage_rollups WHERE period = 'day' AND share_id = $1 AND owner_id = $2 \
+                 AND bucket_start > $3 - {DAY} AND bucket_start < {HORIZON_SQL}) parts",
+                DAY = feen_core::analytics::DAY_MS
+            ),
             &[share.as_str().into(), owner.as_str().into(), since_ms.into()],
         )
         .await?;
@@ -106,7 +121,8 @@ pub async fn recent(
         .query(
             "SELECT request_id, share_id, api_key_id, user_id, provider, model, endpoint, status, streamed, \
              input_tokens, output_tokens, started_at, duration_ms, outcome, cost_micros, team_id FROM usage_events \
-             WHERE share_id = $1 AND COALESCE(team_id, user_id) = $2 ORDER BY started_at DESC, request_id DESC LIMIT $3",
+             WHERE share_id = $1 AND COALESCE(team_id, user_id) = $2 AND outcome <> 'refused' \
+             ORDER BY started_at DESC, request_id DESC LIMIT $3",
             &[share.as_str().into(), owner.as_str().into(), limit.into()],
         )
         .await?;
