@@ -155,6 +155,8 @@ pub struct Feen {
     /// Whether dropping this Feen removes its data directory: when the harness made it, the
     /// test passed, and nobody stopped Feen to start it again on the same directory.
     remove_on_drop: bool,
+    /// The extra environment it was started with (`feen jobs` runs with it too).
+    env: Vec<(String, String)>,
 }
 
 /// How to start a Feen process.
@@ -276,6 +278,7 @@ impl Feen {
             child: Some(child),
             others: Vec::new(),
             remove_on_drop: owned,
+            env: options.env.clone(),
         };
         feen.wait_ready().await;
         feen
@@ -355,6 +358,7 @@ impl Feen {
             child: Some(child),
             others: Vec::new(),
             remove_on_drop: true,
+            env: options.env.clone(),
         };
         feen.wait_ready().await;
         feen
@@ -435,6 +439,7 @@ impl Feen {
             child: None,
             others,
             remove_on_drop: true,
+            env: options.env.clone(),
         };
         // Every component answers /healthz; wait for each one, not just the routed one.
         for port in ports.values() {
@@ -483,7 +488,11 @@ impl Feen {
         cmd.arg("jobs")
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .env_remove("DATABASE_URL");
+            .env_remove("DATABASE_URL")
+            .env("FEEN_ALLOW_PRIVATE_UPSTREAMS", "1");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
         if self.database.starts_with("postgres") {
             cmd.env("DATABASE_URL", &self.database);
         }

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod feen;
+pub mod mail;
 pub mod mock;
 pub mod spin;
 

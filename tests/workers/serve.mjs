@@ -21,6 +21,10 @@ const bindings = {
   FEEN_TRUSTED_PROXIES: env("FEEN_TRUSTED_PROXIES"),
   FEEN_STREAM_IDLE_SECS: env("FEEN_STREAM_IDLE_SECS"),
   FEEN_JOBS_TOKEN: env("FEEN_JOBS_TOKEN"),
+  FEEN_USAGE_RETENTION_DAYS: env("FEEN_USAGE_RETENTION_DAYS"),
+  FEEN_EMAIL_API_URL: env("FEEN_EMAIL_API_URL"),
+  FEEN_EMAIL_API_KEY: env("FEEN_EMAIL_API_KEY"),
+  FEEN_EMAIL_FROM: env("FEEN_EMAIL_FROM"),
 };
 for (const [k, v] of Object.entries(bindings)) if (v === undefined) delete bindings[k];
 

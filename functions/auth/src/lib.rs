@@ -180,7 +180,53 @@ async fn login(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
         details: json!({}),
     };
     audit::record(ctx, &origin, event).await;
+    new_device_alert(ctx, &user, &origin).await;
     Ok(resp)
+}
+
+/// Remembers the device (its `User-Agent`, hashed) a user signed in from, and emails them when
+/// it is one they never signed in from before (not for their very first). Failures are logged:
+/// the login has happened.
+async fn new_device_alert(ctx: &Ctx, user: &users::User, origin: &Origin) {
+    let agent = origin.user_agent.as_deref().unwrap_or("");
+    let device = token::hash(&format!("device:{agent}")).as_str()[..32].to_owned();
+    let now = ctx.now_ms();
+    let db = ctx.db.as_ref();
+    let first_time = match feen_store::outbox::remember_device(db, &user.id, &device, now).await {
+        Ok(first) => first,
+        Err(e) => {
+            tracing::warn!(error = %e, "device not remembered");
+            return;
+        }
+    };
+    if !first_time
+        || feen_store::outbox::device_count(db, &user.id)
+            .await
+            .unwrap_or(0)
+            < 2
+    {
+        return;
+    }
+    let client = if agent.is_empty() {
+        "an unnamed client"
+    } else {
+        agent
+    };
+    let address = origin.client_ip.as_deref().unwrap_or("an unknown address");
+    let message = feen_service::mail::Message {
+        kind: "new_device",
+        dedupe_key: format!("new_device:{}:{device}", user.id),
+        to: user.email.clone(),
+        subject: "New sign-in to your Feen account".into(),
+        body: format!(
+            "Your Feen account ({}) was signed in to from a device it was not used from before:\n\n\
+             {client}\nfrom {address}\nat {}\n\nIf this was you, there is nothing to do. If not, \
+             change your password and sign out of all sessions (POST /api/auth/logout).",
+            user.email,
+            to_rfc3339(now)
+        ),
+    };
+    feen_service::mail::notify(ctx, message).await;
 }
 
 /// Stores a refresh token for `session` and answers with it and a fresh access token.

@@ -5,10 +5,13 @@
 //! other scheduler).
 
 use feen_core::Error;
-use feen_core::analytics::{DAY_MS, HOUR_MS, day_floor, hour_floor};
+use feen_core::analytics::{DAY_MS, GroupBy, HOUR_MS, day_floor, hour_ceil, hour_floor};
 use feen_core::crypto::keyring::{KeyRing, NONCE_LEN};
+use feen_core::limits;
+use feen_core::ports::HttpClient;
 use feen_core::ports::{Db, Kv, Rng, random};
 use feen_core::timefmt::{parse_rfc3339, to_rfc3339};
+use feen_service::mail::{self, Delivery, MailConfig};
 use feen_service::request::segments;
 use feen_service::settings;
 pub use feen_service::usage_list::{
@@ -69,6 +72,7 @@ async fn route(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
         keyring: Some((&ctx.config.keyring, ctx.rng.as_ref())),
         cache: Some(ctx.kv.as_ref()),
         usage_retention_days: Some(ctx.config.usage_retention_days),
+        mail: ctx.config.mail.as_ref().map(|m| (ctx.http.as_ref(), m)),
     };
     let report = periodic(ctx.db.as_ref(), means, ctx.now_ms()).await?;
     Ok(json(StatusCode::OK, &report))
@@ -99,6 +103,15 @@ pub struct Report {
     pub usage_rows_rolled_up: u64,
     /// Raw usage events deleted past the retention period (their rollups remain).
     pub usage_events_expired: u64,
+    /// Notification emails written to the outbox (budgets at 80% and 100%, shares expiring
+    /// within a day).
+    pub notifications_queued: u64,
+    /// Emails the mail API accepted in this run.
+    pub emails_sent: u64,
+    /// Emails that failed in this run (retried with backoff).
+    pub emails_failed: u64,
+    /// Emails still waiting to be sent.
+    pub emails_pending: u64,
 }
 
 /// What the periodic jobs may use besides the database.
@@ -113,6 +126,9 @@ pub struct Means<'a> {
     pub cache: Option<&'a dyn Kv>,
     /// How long raw usage events are kept once rolled up (`None`: the default, 90 days).
     pub usage_retention_days: Option<u32>,
+    /// The mail API and a client to reach it: notifications are written and the outbox
+    /// delivered only with it.
+    pub mail: Option<(&'a dyn HttpClient, &'a MailConfig)>,
 }
 
 /// Runs every periodic job once. Each job is idempotent, so overlapping or repeated runs (a
@@ -134,7 +150,19 @@ pub async fn periodic(db: &dyn Db, means: Means<'_>, now: i64) -> Result<Report,
         .max(settings::MIN_USAGE_RETENTION_DAYS);
     let (usage_rows_rolled_up, usage_events_expired) =
         aggregate(db, now, i64::from(retention) * DAY_MS).await?;
+    let (mut notifications_queued, mut delivery) = (0, Delivery::default());
+    if let Some((http, mail)) = means.mail {
+        notifications_queued = notifications(db, now).await?;
+        delivery = mail::deliver(db, http, mail, now).await?;
+    }
+    let emails_pending = u64::try_from(feen_store::outbox::pending(db).await?).unwrap_or(0);
+    // Sent emails are kept a while (their body is cleared when sent) for support questions.
+    feen_store::outbox::purge_sent(db, now - INVITE_GRACE_MS).await?;
     Ok(Report {
+        notifications_queued,
+        emails_sent: delivery.sent,
+        emails_failed: delivery.failed,
+        emails_pending,
         usage_rows_rolled_up,
         usage_events_expired,
         sessions_purged,
@@ -143,6 +171,102 @@ pub async fn periodic(db: &dyn Db, means: Means<'_>, now: i64) -> Result<Report,
         keys_resealed,
         keys_on_old_versions,
     })
+}
+
+/// Writes the notifications that are due: a share expiring within a day, a budget at 80% and at
+/// 100% of its period. Each is written once (its dedupe key names the share, the period or
+/// expiry, and the recipient), so runs may repeat. Returns how many were new.
+pub async fn notifications(db: &dyn Db, now: i64) -> Result<u64, Error> {
+    let mut queued = 0;
+    let cut = analytics::mark(db, analytics::ROLLED_TO)
+        .await?
+        .unwrap_or(i64::MIN)
+        .min(day_floor(now));
+    for share in feen_store::shares::watched(db, now, now + DAY_MS).await? {
+        let mut messages = Vec::new();
+        if let Some(at) = share.expires_at.filter(|at| *at <= now + DAY_MS) {
+            messages.push((
+                "share_expiring",
+                format!("expiring:{}:{at}", share.id),
+                format!("Feen share \"{}\" expires within a day", share.name),
+                format!(
+                    "The Feen share \"{}\" ({}) expires at {}. Whoever holds its token will be \
+                     refused from then on. To keep it working, set a later expiry (PATCH \
+                     /api/shared/{}).",
+                    share.name,
+                    share.id,
+                    to_rfc3339(at),
+                    share.id
+                ),
+            ));
+        }
+        if let Some(budget) = share.budget.filter(|b| b.usd_micros > 0) {
+            let start = limits::period_start(budget.period, now);
+            let owners = [share.owner.as_str().to_owned()];
+            let q = analytics::Query {
+                owners: &owners,
+                key: None,
+                share: Some(share.id.as_str()),
+                model: None,
+                group: GroupBy::Share,
+                from: hour_floor(start.unwrap_or(0)),
+                to: hour_ceil(now),
+            };
+            let spent: u64 = analytics::usage(db, &q, cut)
+                .await?
+                .values()
+                .map(|f| f.cost_micros)
+                .sum();
+            let period = start.map_or("lifetime".to_owned(), to_rfc3339);
+            for percent in [80_u64, 100] {
+                if u128::from(spent) * 100 < u128::from(budget.usd_micros) * u128::from(percent) {
+                    continue;
+                }
+                let usd = |m: u64| format!("{}.{:06}", m / 1_000_000, m % 1_000_000);
+                messages.push((
+                    "budget",
+                    format!("budget:{}:{period}:{percent}", share.id),
+                    format!(
+                        "Feen share \"{}\" has used {percent}% of its {} budget",
+                        share.name,
+                        budget.period.as_str()
+                    ),
+                    format!(
+                        "The Feen share \"{}\" ({}) has spent ${} of its ${} {} budget. {}",
+                        share.name,
+                        share.id,
+                        usd(spent),
+                        usd(budget.usd_micros),
+                        budget.period.as_str(),
+                        if percent >= 100 {
+                            "Requests are refused until the period ends or the budget is raised."
+                        } else {
+                            "Requests are refused once it is all spent."
+                        }
+                    ),
+                ));
+            }
+        }
+        if messages.is_empty() {
+            continue;
+        }
+        let recipients = feen_store::outbox::owner_addresses(db, share.owner.as_str()).await?;
+        for (kind, key, subject, body) in messages {
+            for to in &recipients {
+                let message = mail::Message {
+                    kind,
+                    dedupe_key: format!("{key}:{to}"),
+                    to: to.clone(),
+                    subject: subject.clone(),
+                    body: body.clone(),
+                };
+                if feen_store::outbox::enqueue(db, &mail::email(message, now)).await? {
+                    queued += 1;
+                }
+            }
+        }
+    }
+    Ok(queued)
 }
 
 /// Every run recomputes the rollups of this many past hours from the raw events, so that events

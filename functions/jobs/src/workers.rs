@@ -52,6 +52,12 @@ async fn scheduled(
             usage_list: None,
             cache: None,
             usage_retention_days: config.as_ref().map(|c| c.usage_retention_days),
+            mail: config.as_ref().and_then(|c| c.mail.as_ref()).map(|m| {
+                (
+                    &feen_workers::FetchHttp as &dyn feen_core::ports::HttpClient,
+                    m,
+                )
+            }),
             keyring: config.as_ref().map(|c| {
                 (
                     &c.keyring,

@@ -284,9 +284,39 @@ async fn invite(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
         details,
     )
     .await;
+    invite_email(ctx, &caller, &team, &invite, token.expose()).await;
     let mut body = invite_json(&invite);
     body["token"] = token.expose().into();
     Ok(json(StatusCode::CREATED, &body))
+}
+
+/// Emails the invitation (with its token) to the invited address.
+async fn invite_email(ctx: &Ctx, caller: &Caller, team: &TeamId, invite: &Invite, token: &str) {
+    let db = ctx.db.as_ref();
+    let team_name = match teams::get(db, team).await {
+        Ok(Some(t)) => t.name,
+        _ => "a team".into(),
+    };
+    let inviter = match feen_store::users::by_id(db, &caller.user).await {
+        Ok(Some(u)) => format!("{} ({})", u.name, u.email),
+        _ => "A Feen user".into(),
+    };
+    let message = feen_service::mail::Message {
+        kind: "team_invite",
+        dedupe_key: format!("invite:{}", invite.id),
+        to: invite.email.clone(),
+        subject: format!("You are invited to the team \"{team_name}\" on Feen"),
+        body: format!(
+            "{inviter} invited you to join the team \"{team_name}\" on Feen as {role}.\n\n\
+             Sign in to Feen with this address ({email}) and accept the invitation with this \
+             code (POST /api/teams/invites/accept with {{\"token\": \"...\"}}):\n\n{token}\n\n\
+             It can be used once, until {expires}. If you did not expect it, ignore this email.",
+            role = invite.role.as_str(),
+            email = invite.email,
+            expires = to_rfc3339(invite.expires_at),
+        ),
+    };
+    feen_service::mail::notify(ctx, message).await;
 }
 
 async fn invites(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {

@@ -96,7 +96,9 @@ async fn jobs(settings: &Settings, data_dir: &std::path::Path) -> Result<(), Str
     } else {
         None
     };
-    let report = feen_native::server::run_jobs(db.as_ref(), config.as_ref(), None).await?;
+    let http = feen_native::outbound::ReqwestHttp::new(settings.allow_private_upstreams)
+        .map_err(|e| e.to_string())?;
+    let report = feen_native::server::run_jobs(db.as_ref(), config.as_ref(), None, &http).await?;
     let json = serde_json::to_string(&report).map_err(|e| e.to_string())?;
     use std::io::Write;
     writeln!(std::io::stdout(), "{json}").map_err(|e| e.to_string())

@@ -95,6 +95,20 @@ id_type!(
     /// An invitation to join a team.
     InviteId, "inv_"
 );
+id_type!(
+    /// An email in the outbox (also the idempotency key sent to the mail API).
+    EmailId, "eml_"
+);
+
+/// Ten bytes derived from `text` (SHA-256), for an id that must be the same whoever makes it
+/// for the same thing, in place of random bytes.
+pub fn derived(text: &str) -> [u8; 10] {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(text.as_bytes());
+    let mut out = [0; 10];
+    out.copy_from_slice(&digest[..10]);
+    out
+}
 
 #[cfg(test)]
 mod tests {

@@ -242,6 +242,21 @@ pub fn reserve(policy: &Policy, req: &Request<'_>) -> Result<Reservation, Error>
     Ok(Reservation { tokens, cost })
 }
 
+/// When the budget period containing `now_ms` began (`None` for a lifetime budget).
+pub fn period_start(period: Period, now_ms: i64) -> Option<i64> {
+    let day = now_ms.div_euclid(DAY_MS);
+    match period {
+        Period::Day => Some(day * DAY_MS),
+        Period::Week => Some(((day + 3).div_euclid(7) * 7 - 3) * DAY_MS),
+        Period::Month => {
+            let now = OffsetDateTime::from_unix_timestamp(now_ms.div_euclid(1000)).ok()?;
+            let first = Date::from_calendar_date(now.year(), now.month(), 1).ok()?;
+            Some(first.midnight().assume_utc().unix_timestamp() * 1000)
+        }
+        Period::Lifetime => None,
+    }
+}
+
 /// The window index and end of a budget period containing `now_ms`.
 fn period_window(period: Period, now_ms: i64) -> Option<(i64, i64)> {
     let day = now_ms.div_euclid(DAY_MS);
@@ -635,6 +650,24 @@ mod tests {
         let (jan, _) = period_window(Period::Month, at).expect("window");
         assert_eq!(jan, index + 1);
         assert_eq!(period_window(Period::Lifetime, NOW), None);
+    }
+
+    #[test]
+    fn budget_periods_start_where_the_previous_one_reset() {
+        // NOW is Friday 2027-01-15 08:00:30 UTC.
+        let cases = [
+            (Period::Day, "2027-01-15T00:00:00Z"),
+            (Period::Week, "2027-01-11T00:00:00Z"),
+            (Period::Month, "2027-01-01T00:00:00Z"),
+        ];
+        for (period, start) in cases {
+            let at = period_start(period, NOW).expect("start");
+            assert_eq!(crate::timefmt::to_rfc3339(at), start, "{period:?}");
+            // The previous period's window ends exactly there.
+            let (_, prev_end) = period_window(period, at - 1).expect("window");
+            assert_eq!(prev_end, at, "{period:?}");
+        }
+        assert_eq!(period_start(Period::Lifetime, NOW), None);
     }
 
     #[test]

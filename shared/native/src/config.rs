@@ -56,6 +56,8 @@ pub struct Settings {
     pub jobs_interval_secs: u64,
     /// `FEEN_USAGE_RETENTION_DAYS`: how long raw usage events are kept once rolled up.
     pub usage_retention_days: u32,
+    /// `FEEN_EMAIL_API_URL`, `FEEN_EMAIL_API_KEY`, `FEEN_EMAIL_FROM` (checked together).
+    pub email: [Option<String>; 3],
 }
 
 impl std::fmt::Debug for Settings {
@@ -125,6 +127,11 @@ impl Settings {
             cookie_secure: flag("FEEN_COOKIE_SECURE")?,
             client_ip: client_ip_source(var("FEEN_CLIENT_IP_HEADER"), var("FEEN_TRUSTED_PROXIES"))?,
             jobs_token: var("FEEN_JOBS_TOKEN"),
+            email: {
+                let email = EMAIL_VARS.map(var);
+                feen_service::settings::mail(&|name| email_var(&email, name))?;
+                email
+            },
             usage_retention_days: feen_service::settings::usage_retention_days(var(
                 "FEEN_USAGE_RETENTION_DAYS",
             ))?,
@@ -170,6 +177,7 @@ impl Settings {
             secure_cookies: self.cookie_secure.unwrap_or(!listen.ip().is_loopback()),
             stream_idle_ms: None,
             jobs_token: feen_service::settings::jobs_token(self.jobs_token.clone())?,
+            mail: feen_service::settings::mail(&|name| email_var(&self.email, name))?,
             // Zero is "not set" (a `Settings::default()`).
             usage_retention_days: match self.usage_retention_days {
                 0 => feen_service::settings::DEFAULT_USAGE_RETENTION_DAYS,
@@ -177,6 +185,19 @@ impl Settings {
             },
         })
     }
+}
+
+const EMAIL_VARS: [&str; 3] = [
+    "FEEN_EMAIL_API_URL",
+    "FEEN_EMAIL_API_KEY",
+    "FEEN_EMAIL_FROM",
+];
+
+fn email_var(values: &[Option<String>; 3], name: &str) -> Option<String> {
+    EMAIL_VARS
+        .iter()
+        .position(|n| *n == name)
+        .and_then(|i| values[i].clone())
 }
 
 fn client_ip_source(

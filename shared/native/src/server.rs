@@ -180,6 +180,7 @@ pub async fn serve(
         tokio::spawn(run_jobs_every(
             ctx.db.clone(),
             ctx.kv.clone(),
+            ctx.http.clone(),
             ctx.config.clone(),
             Duration::from_secs(settings.jobs_interval_secs),
         ))
@@ -256,6 +257,7 @@ pub async fn run_jobs(
     db: &dyn Db,
     config: Option<&feen_service::Config>,
     cache: Option<&dyn Kv>,
+    http: &dyn HttpClient,
 ) -> Result<feen_jobs::Report, String> {
     let now = feen_core::ports::Clock::now_ms(&SystemClock);
     let means = feen_jobs::Means {
@@ -263,6 +265,7 @@ pub async fn run_jobs(
         cache,
         keyring: config.map(|c| (&c.keyring, &OsRng as &dyn feen_core::ports::Rng)),
         usage_retention_days: config.map(|c| c.usage_retention_days),
+        mail: config.and_then(|c| c.mail.as_ref()).map(|m| (http, m)),
     };
     feen_jobs::periodic(db, means, now)
         .await
@@ -273,6 +276,7 @@ pub async fn run_jobs(
 async fn run_jobs_every(
     db: Arc<dyn Db>,
     kv: Arc<dyn Kv>,
+    http: Arc<dyn HttpClient>,
     config: Arc<feen_service::Config>,
     every: Duration,
 ) {
@@ -281,10 +285,14 @@ async fn run_jobs_every(
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        match run_jobs(db.as_ref(), Some(&config), Some(kv.as_ref())).await {
+        match run_jobs(db.as_ref(), Some(&config), Some(kv.as_ref()), http.as_ref()).await {
             Ok(report) => tracing::info!(
                 usage_rows_rolled_up = report.usage_rows_rolled_up,
                 usage_events_expired = report.usage_events_expired,
+                notifications_queued = report.notifications_queued,
+                emails_sent = report.emails_sent,
+                emails_failed = report.emails_failed,
+                emails_pending = report.emails_pending,
                 sessions_purged = report.sessions_purged,
                 invites_purged = report.invites_purged,
                 keys_resealed = report.keys_resealed,

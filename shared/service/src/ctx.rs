@@ -29,6 +29,8 @@ pub struct Config {
     /// `FEEN_USAGE_RETENTION_DAYS`: how long raw usage events are kept once rolled up (the
     /// rollups are kept for good).
     pub usage_retention_days: u32,
+    /// Where notification emails go; `None`: no emails are written.
+    pub mail: Option<crate::mail::MailConfig>,
 }
 
 /// The ports and configuration a handler works with.

@@ -9,6 +9,7 @@ use feen_core::netguard::ClientIpSource;
 use feen_core::secret::SecretString;
 
 use crate::Config;
+use crate::mail::MailConfig;
 
 /// The smallest `FEEN_JOBS_TOKEN` accepted (it guards an endpoint reachable from the internet).
 pub const MIN_JOBS_TOKEN: usize = 32;
@@ -50,7 +51,38 @@ pub fn config(
         stream_idle_ms: stream_idle_secs.map(|s| s.max(1) * 1000),
         jobs_token: jobs_token(get("FEEN_JOBS_TOKEN"))?,
         usage_retention_days: usage_retention_days(get("FEEN_USAGE_RETENTION_DAYS"))?,
+        mail: mail(&get)?,
     })
+}
+
+/// `FEEN_EMAIL_API_URL`, `FEEN_EMAIL_API_KEY` and `FEEN_EMAIL_FROM`: all three, or none.
+pub fn mail(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<MailConfig>, String> {
+    let get = |name: &str| {
+        get(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    match (
+        get("FEEN_EMAIL_API_URL"),
+        get("FEEN_EMAIL_API_KEY"),
+        get("FEEN_EMAIL_FROM"),
+    ) {
+        (None, None, None) => Ok(None),
+        (Some(url), Some(key), Some(from)) => {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err("FEEN_EMAIL_API_URL must be an http(s) URL".into());
+            }
+            if !from.contains('@') {
+                return Err("FEEN_EMAIL_FROM must be an email address".into());
+            }
+            Ok(Some(MailConfig {
+                api_url: url,
+                api_key: SecretString::new(key),
+                from,
+            }))
+        }
+        _ => Err("set FEEN_EMAIL_API_URL, FEEN_EMAIL_API_KEY and FEEN_EMAIL_FROM together".into()),
+    }
 }
 
 /// The default of `FEEN_USAGE_RETENTION_DAYS`.

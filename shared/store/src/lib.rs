@@ -10,6 +10,7 @@
 pub mod analytics;
 pub mod audit;
 pub mod keys;
+pub mod outbox;
 pub mod sessions;
 pub mod shares;
 pub mod teams;

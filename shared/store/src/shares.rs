@@ -398,3 +398,51 @@ pub async fn used(db: &dyn Db, share: &ShareId) -> Result<Used, DbError> {
         spent: count(row.opt_int(1)?).unwrap_or(0),
     })
 }
+
+/// A live share someone may need to hear about (the notification jobs' candidates; not an
+/// owner's query, hence no owner).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Watched {
+    /// The share.
+    pub id: ShareId,
+    /// Its name.
+    pub name: String,
+    /// Its owner.
+    pub owner: Owner,
+    /// When it expires, if it does.
+    pub expires_at: Option<i64>,
+    /// Its budget, if it has one.
+    pub budget: Option<Budget>,
+}
+
+/// Live shares that expire in `(now, until]` or have a budget.
+pub async fn watched(db: &dyn Db, now: i64, until: i64) -> Result<Vec<Watched>, DbError> {
+    let rows = db
+        .query(
+            "SELECT id, name, user_id, team_id, expires_at, budget_micros, budget_period FROM shares \
+             WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $1) \
+             AND ((expires_at > $1 AND expires_at <= $2) OR budget_micros IS NOT NULL) ORDER BY id",
+            &[now.into(), until.into()],
+        )
+        .await?;
+    decode(rows, |row| {
+        let budget = match (row.opt_int(5)?, row.opt_text(6)?) {
+            (Some(micros), Some(period)) => Some(Budget {
+                usd_micros: u64::try_from(micros).unwrap_or(0),
+                period: Period::parse(&period)
+                    .ok_or_else(|| DbError::Decode("unknown budget period".into()))?,
+            }),
+            _ => None,
+        };
+        Ok(Watched {
+            id: ShareId::from_db(row.text(0)?),
+            name: row.text(1)?,
+            owner: Owner::from_columns(
+                UserId::from_db(row.text(2)?),
+                row.opt_text(3)?.map(TeamId::from_db),
+            ),
+            expires_at: row.opt_int(4)?,
+            budget,
+        })
+    })
+}
