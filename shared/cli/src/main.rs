@@ -96,9 +96,14 @@ async fn jobs(settings: &Settings, data_dir: &std::path::Path) -> Result<(), Str
     } else {
         None
     };
+    // The mail API, when configured, whether or not this deployment has a key ring.
+    let mail = settings.mail()?;
     let http = feen_native::outbound::ReqwestHttp::new(settings.allow_private_upstreams)
         .map_err(|e| e.to_string())?;
-    let report = feen_native::server::run_jobs(db.as_ref(), config.as_ref(), None, &http).await?;
+    let mail = mail
+        .as_ref()
+        .map(|m| (&http as &dyn feen_core::ports::HttpClient, m));
+    let report = feen_native::server::run_jobs(db.as_ref(), config.as_ref(), None, mail).await?;
     let json = serde_json::to_string(&report).map_err(|e| e.to_string())?;
     use std::io::Write;
     writeln!(std::io::stdout(), "{json}").map_err(|e| e.to_string())

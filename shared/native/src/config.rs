@@ -177,13 +177,20 @@ impl Settings {
             secure_cookies: self.cookie_secure.unwrap_or(!listen.ip().is_loopback()),
             stream_idle_ms: None,
             jobs_token: feen_service::settings::jobs_token(self.jobs_token.clone())?,
-            mail: feen_service::settings::mail(&|name| email_var(&self.email, name))?,
+            mail: self.mail()?,
             // Zero is "not set" (a `Settings::default()`).
             usage_retention_days: match self.usage_retention_days {
                 0 => feen_service::settings::DEFAULT_USAGE_RETENTION_DAYS,
                 days => days,
             },
         })
+    }
+}
+
+impl Settings {
+    /// The mail API settings, if all three are set.
+    pub fn mail(&self) -> Result<Option<feen_service::mail::MailConfig>, String> {
+        feen_service::settings::mail(&|name| email_var(&self.email, name))
     }
 }
 

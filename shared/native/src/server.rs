@@ -257,7 +257,7 @@ pub async fn run_jobs(
     db: &dyn Db,
     config: Option<&feen_service::Config>,
     cache: Option<&dyn Kv>,
-    http: &dyn HttpClient,
+    mail: Option<(&dyn HttpClient, &feen_service::mail::MailConfig)>,
 ) -> Result<feen_jobs::Report, String> {
     let now = feen_core::ports::Clock::now_ms(&SystemClock);
     let means = feen_jobs::Means {
@@ -265,7 +265,7 @@ pub async fn run_jobs(
         cache,
         keyring: config.map(|c| (&c.keyring, &OsRng as &dyn feen_core::ports::Rng)),
         usage_retention_days: config.map(|c| c.usage_retention_days),
-        mail: config.and_then(|c| c.mail.as_ref()).map(|m| (http, m)),
+        mail,
     };
     feen_jobs::periodic(db, means, now)
         .await
@@ -285,7 +285,8 @@ async fn run_jobs_every(
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        match run_jobs(db.as_ref(), Some(&config), Some(kv.as_ref()), http.as_ref()).await {
+        let mail = config.mail.as_ref().map(|m| (http.as_ref(), m));
+        match run_jobs(db.as_ref(), Some(&config), Some(kv.as_ref()), mail).await {
             Ok(report) => tracing::info!(
                 usage_rows_rolled_up = report.usage_rows_rolled_up,
                 usage_events_expired = report.usage_events_expired,
