@@ -284,6 +284,22 @@ impl Feen {
         feen
     }
 
+    /// The URL Miniflare printed (`listening on URL`) once it bound its port.
+    async fn announced_base(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < deadline {
+            let log = self.logs();
+            if let Some(url) = log.lines().find_map(|l| l.strip_prefix("listening on ")) {
+                return url.trim().to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!(
+            "Miniflare never said where it listens; its log:\n{}",
+            self.logs()
+        );
+    }
+
     async fn wait_ready(&self) {
         self.wait_ready_at(&self.base).await;
     }
@@ -325,11 +341,12 @@ impl Feen {
         let log = std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("log file: {e}"));
         let (database_url, rest, token) = edge_backing(&options).await;
         let secrets = options.secrets.clone().unwrap_or_else(Secrets::fresh);
-        let port = free_port();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("workers/serve.mjs");
         let mut cmd = Command::new("node");
+        // Port 0: Miniflare binds a free port itself and prints it (a port picked here first
+        // could be taken by another test before workerd binds it).
         cmd.arg(script)
-            .env("PORT", port.to_string())
+            .env("PORT", "0")
             .env("DATABASE_URL", &database_url)
             .env("UPSTASH_REDIS_REST_URL", format!("http://{rest}"))
             .env("UPSTASH_REDIS_REST_TOKEN", &token)
@@ -350,8 +367,8 @@ impl Feen {
             cmd.env(k, v);
         }
         let child = cmd.spawn().unwrap_or_else(|e| panic!("starting node: {e}"));
-        let feen = Self {
-            base: format!("http://127.0.0.1:{port}"),
+        let mut feen = Self {
+            base: String::new(),
             data_dir,
             database: database_url,
             log_path,
@@ -360,6 +377,7 @@ impl Feen {
             remove_on_drop: true,
             env: options.env.clone(),
         };
+        feen.base = feen.announced_base().await;
         feen.wait_ready().await;
         feen
     }

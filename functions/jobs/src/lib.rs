@@ -112,6 +112,9 @@ pub struct Report {
     pub emails_failed: u64,
     /// Emails still waiting to be sent.
     pub emails_pending: u64,
+    /// Shares that ended (expired or revoked) whose cache entry and lifetime counters were
+    /// dropped from the counter store.
+    pub ended_shares_forgotten: u64,
 }
 
 /// What the periodic jobs may use besides the database.
@@ -156,9 +159,14 @@ pub async fn periodic(db: &dyn Db, means: Means<'_>, now: i64) -> Result<Report,
         delivery = mail::deliver(db, http, mail, now).await?;
     }
     let emails_pending = u64::try_from(feen_store::outbox::pending(db).await?).unwrap_or(0);
+    let ended_shares_forgotten = match means.cache {
+        Some(kv) => forget_ended_shares(db, kv, now).await?,
+        None => 0,
+    };
     // Sent emails are kept a while (their body is cleared when sent) for support questions.
     feen_store::outbox::purge_sent(db, now - INVITE_GRACE_MS).await?;
     Ok(Report {
+        ended_shares_forgotten,
         notifications_queued,
         emails_sent: delivery.sent,
         emails_failed: delivery.failed,
@@ -171,6 +179,32 @@ pub async fn periodic(db: &dyn Db, means: Means<'_>, now: i64) -> Result<Report,
         keys_resealed,
         keys_on_old_versions,
     })
+}
+
+/// The job mark up to which ended shares were forgotten.
+const FORGOTTEN_TO: &str = "ended_shares_forgotten_to";
+/// How far back the first run looks for ended shares.
+const FORGET_LOOKBACK_MS: i64 = 30 * DAY_MS;
+
+/// Drops what the counter store still holds of shares that ended (expired or revoked) since the
+/// last run: their cache entry (or tombstone) and their long-lived lifetime counters. Nothing
+/// is lost: a share extended after expiring reloads its entry from the database and re-seeds
+/// its lifetime counters from its recorded usage. Returns how many shares were forgotten.
+pub async fn forget_ended_shares(db: &dyn Db, kv: &dyn Kv, now: i64) -> Result<u64, Error> {
+    let from = analytics::mark(db, FORGOTTEN_TO)
+        .await?
+        .unwrap_or(now - FORGET_LOOKBACK_MS);
+    let ended = feen_store::shares::ended(db, from, now).await?;
+    let mut keys = Vec::with_capacity(ended.len() * 3);
+    for (share, hash) in &ended {
+        keys.push(feen_service::cache::key(hash));
+        keys.extend(limits::lifetime_keys(share));
+    }
+    for chunk in keys.chunks(300) {
+        kv.delete(chunk).await?;
+    }
+    analytics::advance_mark(db, FORGOTTEN_TO, now).await?;
+    Ok(ended.len() as u64)
 }
 
 /// Writes the notifications that are due: a share expiring within a day, a budget at 80% and at

@@ -48,9 +48,11 @@ async fn scheduled(
         let db = HyperdriveDb::new(&env, "DB").map_err(|e| e.to_string())?;
         // The key ring, when this Worker has the secrets, lets the cron re-seal keys too.
         let config = feen_workers::context_config(&env).ok();
+        // The counter store, when this Worker has its secrets: dropping share-cache entries.
+        let kv = feen_workers::kv(&env).ok();
         let means = crate::Means {
             usage_list: None,
-            cache: None,
+            cache: kv.as_deref(),
             usage_retention_days: config.as_ref().map(|c| c.usage_retention_days),
             mail: config.as_ref().and_then(|c| c.mail.as_ref()).map(|m| {
                 (

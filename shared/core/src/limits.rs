@@ -242,6 +242,15 @@ pub fn reserve(policy: &Policy, req: &Request<'_>) -> Result<Reservation, Error>
     Ok(Reservation { tokens, cost })
 }
 
+/// The counter-store keys of a share's lifetime counters (total uses, lifetime budget). They
+/// live long; the jobs drop them once the share has ended.
+pub fn lifetime_keys(share: &ShareId) -> [String; 2] {
+    [
+        format!("ratelimit:uses:{share}"),
+        format!("ratelimit:budget-lifetime:{share}"),
+    ]
+}
+
 /// When the budget period containing `now_ms` began (`None` for a lifetime budget).
 pub fn period_start(period: Period, now_ms: i64) -> Option<i64> {
     let day = now_ms.div_euclid(DAY_MS);
@@ -361,7 +370,7 @@ pub fn windows(
             None => out.push(Window {
                 kind: LimitKind::Budget,
                 counter: Counter {
-                    key: format!("ratelimit:budget-lifetime:{share}"),
+                    key: lifetime_keys(share)[1].clone(),
                     limit: budget.usd_micros,
                     cost: reservation.cost,
                     ttl_ms: LIFETIME_TTL_MS,
@@ -375,7 +384,7 @@ pub fn windows(
         out.push(Window {
             kind: LimitKind::Uses,
             counter: Counter {
-                key: format!("ratelimit:uses:{share}"),
+                key: lifetime_keys(share)[0].clone(),
                 limit: max,
                 cost: 1,
                 ttl_ms: LIFETIME_TTL_MS,

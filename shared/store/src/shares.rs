@@ -446,3 +446,21 @@ pub async fn watched(db: &dyn Db, now: i64, until: i64) -> Result<Vec<Watched>, 
         })
     })
 }
+
+/// Shares that ended (expired or were revoked) in `[from, to)`, with their current token hash
+/// (the cleanup job's list; not an owner's query).
+pub async fn ended(db: &dyn Db, from: i64, to: i64) -> Result<Vec<(ShareId, TokenHash)>, DbError> {
+    let rows = db
+        .query(
+            "SELECT id, token_hash FROM shares WHERE (expires_at >= $1 AND expires_at < $2) \
+             OR (revoked_at >= $1 AND revoked_at < $2) ORDER BY id",
+            &[from.into(), to.into()],
+        )
+        .await?;
+    decode(rows, |row| {
+        Ok((
+            ShareId::from_db(row.text(0)?),
+            TokenHash::from_stored(row.text(1)?),
+        ))
+    })
+}

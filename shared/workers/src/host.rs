@@ -319,20 +319,24 @@ thread_local! {
     static MEMO: OnceCell<Arc<Memo>> = const { OnceCell::new() };
 }
 
-/// The context of ports for one request.
-pub fn context(env: &worker::Env, context: worker::Context) -> worker::Result<Ctx> {
-    let config = context_config(env)?;
-    let memo = MEMO.with(|m| m.get_or_init(|| Arc::new(Memo::new())).clone());
-    let http: Arc<dyn HttpClient> = Arc::new(FetchHttp);
+/// The counter store: Redis over the Upstash REST protocol, from the Worker's secrets.
+pub fn kv(env: &worker::Env) -> worker::Result<Arc<dyn Kv>> {
     let url = text(env, "UPSTASH_REDIS_REST_URL")
         .ok_or_else(|| worker::Error::RustError("UPSTASH_REDIS_REST_URL is not set".into()))?;
     let token = text(env, "UPSTASH_REDIS_REST_TOKEN")
         .ok_or_else(|| worker::Error::RustError("UPSTASH_REDIS_REST_TOKEN is not set".into()))?;
     let prefix = text(env, "FEEN_REDIS_PREFIX").unwrap_or_else(|| "feen:".into());
-    let kv: Arc<dyn Kv> = Arc::new(
-        feen_upstash::UpstashKv::new(http.clone(), &url, &token, &prefix)
-            .map_err(|e| worker::Error::RustError(e.0))?,
-    );
+    let kv = feen_upstash::UpstashKv::new(Arc::new(FetchHttp), &url, &token, &prefix)
+        .map_err(|e| worker::Error::RustError(e.0))?;
+    Ok(Arc::new(kv))
+}
+
+/// The context of ports for one request.
+pub fn context(env: &worker::Env, context: worker::Context) -> worker::Result<Ctx> {
+    let config = context_config(env)?;
+    let memo = MEMO.with(|m| m.get_or_init(|| Arc::new(Memo::new())).clone());
+    let http: Arc<dyn HttpClient> = Arc::new(FetchHttp);
+    let kv = kv(env)?;
     let db: Arc<dyn Db> = Arc::new(HyperdriveDb::new(env, "DB")?);
     let context = Arc::new(context);
     Ok(Ctx {
