@@ -88,11 +88,16 @@ async fn open(kind: &str) -> Arc<dyn Db> {
     Arc::new(db)
 }
 
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
 fn step(name: &str, started: Instant) {
-    println!(
+    say(&format!(
         "{name:<44} {:>10.1} ms",
         started.elapsed().as_secs_f64() * 1000.0
-    );
+    ));
 }
 
 #[tokio::main]
@@ -105,7 +110,9 @@ async fn main() {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
     let db = open(&kind).await;
-    println!("{kind}: {n} usage events over {DAYS} days, {USERS} owners");
+    say(&format!(
+        "{kind}: {n} usage events over {DAYS} days, {USERS} owners"
+    ));
     let all = events(n, now);
     let t = Instant::now();
     for chunk in all.chunks(1_000) {
@@ -172,5 +179,5 @@ async fn main() {
         step(&format!("rolled up + today live: {name}"), t);
         assert_eq!(&got, expected, "{name}: the two paths disagree");
     }
-    println!("both paths agree on every query");
+    say("both paths agree on every query");
 }
