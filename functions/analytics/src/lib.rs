@@ -9,7 +9,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use feen_core::analytics::{DAY_MS, Figures, GroupBy, HOUR_MS, day_floor, hour_ceil, hour_floor};
+use feen_core::analytics::{
+    DAY_MS, Figures, GroupBy, HOUR_MS, day_floor, hour_ceil, hour_floor, month_label, parse_month,
+    usd,
+};
 use feen_core::authz::{self, Owner};
 use feen_core::ids::{KeyId, ShareId};
 use feen_core::timefmt::{parse_rfc3339, to_rfc3339};
@@ -187,11 +190,6 @@ fn csv_field(text: &str) -> String {
     }
 }
 
-/// Micro-USD as an exact decimal USD amount.
-fn usd(micros: u64) -> String {
-    format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)
-}
-
 fn csv_response(group: GroupBy, groups: &BTreeMap<String, Figures>, from: i64, to: i64) -> Resp {
     let mut out = format!(
         "{},requests,errors,rate_limited,refused,input_tokens,output_tokens,cost_usd,unpriced_requests,latency_p50_ms,latency_p95_ms,latency_p99_ms\r\n",
@@ -232,15 +230,6 @@ fn csv_response(group: GroupBy, groups: &BTreeMap<String, Figures>, from: i64, t
     resp
 }
 
-/// The UTC month `YYYY-MM` names: (start, end).
-fn month_range(month: &str) -> Option<(i64, i64)> {
-    let valid = month.len() == 7 && month.as_bytes()[4] == b'-';
-    let start = parse_rfc3339(&format!("{month}-01T00:00:00Z")).filter(|_| valid)?;
-    let next = to_rfc3339(start + 32 * DAY_MS);
-    let end = parse_rfc3339(&format!("{}-01T00:00:00Z", next.get(..7)?))?;
-    Some((start, end))
-}
-
 async fn billing(req: &Req, ctx: &Ctx) -> Result<Resp, Error> {
     let caller = authenticate(req, ctx).await?;
     let params = query(req);
@@ -248,10 +237,10 @@ async fn billing(req: &Req, ctx: &Ctx) -> Result<Resp, Error> {
     let now = ctx.now_ms();
     let month = match params.get("month") {
         Some(m) => m.clone(),
-        None => to_rfc3339(now).get(..7).unwrap_or_default().to_owned(),
+        None => month_label(now),
     };
     let (start, end) =
-        month_range(&month).ok_or_else(|| Error::invalid("month", "must be YYYY-MM"))?;
+        parse_month(&month).ok_or_else(|| Error::invalid("month", "must be YYYY-MM"))?;
     let team = params.get("teamId").map(String::as_str);
     let owner = new_owner(ctx, &caller, team, authz::Action::ReadUsage).await?;
     let cut = cut(ctx).await?;
@@ -351,28 +340,5 @@ mod tests {
         assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
         assert_eq!(csv_field("-1"), "'-1");
         assert_eq!(csv_field("@x"), "'@x");
-    }
-
-    #[test]
-    fn money_is_exact() {
-        assert_eq!(usd(0), "0.000000");
-        assert_eq!(usd(1_234_567), "1.234567");
-        assert_eq!(usd(5), "0.000005");
-    }
-
-    #[test]
-    fn months_are_calendar_months() {
-        let at = |s: &str| parse_rfc3339(s).expect("time");
-        assert_eq!(
-            month_range("2026-02"),
-            Some((at("2026-02-01T00:00:00Z"), at("2026-03-01T00:00:00Z")))
-        );
-        assert_eq!(
-            month_range("2026-12"),
-            Some((at("2026-12-01T00:00:00Z"), at("2027-01-01T00:00:00Z")))
-        );
-        for bad in ["2026-13", "2026-1", "26-01", "2026-01-01", "", "abcd-ef"] {
-            assert_eq!(month_range(bad), None, "{bad}");
-        }
     }
 }

@@ -5,12 +5,15 @@
 //! other scheduler).
 
 use feen_core::Error;
-use feen_core::analytics::{DAY_MS, GroupBy, HOUR_MS, day_floor, hour_ceil, hour_floor};
+use feen_core::analytics::{
+    DAY_MS, GroupBy, HOUR_MS, day_floor, hour_ceil, hour_floor, month_label, month_start,
+    parse_month, usd,
+};
 use feen_core::crypto::keyring::{KeyRing, NONCE_LEN};
 use feen_core::limits;
 use feen_core::ports::HttpClient;
 use feen_core::ports::{Db, Kv, Rng, random};
-use feen_core::timefmt::{parse_rfc3339, to_rfc3339};
+use feen_core::timefmt::to_rfc3339;
 use feen_service::mail::{self, Delivery, MailConfig};
 use feen_service::request::segments;
 use feen_service::settings;
@@ -256,7 +259,6 @@ pub async fn notifications(db: &dyn Db, now: i64) -> Result<u64, Error> {
                 if u128::from(spent) * 100 < u128::from(budget.usd_micros) * u128::from(percent) {
                     continue;
                 }
-                let usd = |m: u64| format!("{}.{:06}", m / 1_000_000, m % 1_000_000);
                 messages.push((
                     "budget",
                     format!("budget:{}:{period}:{percent}", share.id),
@@ -357,19 +359,14 @@ fn months(from: i64, to: i64) -> Vec<(String, i64, i64)> {
     }
     let mut start = month_start(from);
     while start < to {
-        let label = to_rfc3339(start).get(..7).unwrap_or_default().to_owned();
-        let next = month_start(start + 32 * DAY_MS);
+        let label = month_label(start);
+        let Some((_, next)) = parse_month(&label) else {
+            break;
+        };
         out.push((label, start, next));
         start = next;
     }
     out
-}
-
-/// The start of the UTC month `ms` falls in.
-fn month_start(ms: i64) -> i64 {
-    let text = to_rfc3339(ms);
-    let month = text.get(..7).unwrap_or_default();
-    parse_rfc3339(&format!("{month}-01T00:00:00Z")).unwrap_or(day_floor(ms))
 }
 
 /// Keys re-sealed per statement batch, and the most one run re-seals.
@@ -424,7 +421,7 @@ mod tests {
 
     #[test]
     fn months_cover_a_range_in_calendar_months() {
-        let at = |s: &str| parse_rfc3339(s).expect("time");
+        let at = |s: &str| feen_core::timefmt::parse_rfc3339(s).expect("time");
         let got = months(at("2026-01-31T00:00:00Z"), at("2026-03-02T00:00:00Z"));
         let labels: Vec<_> = got.iter().map(|(m, _, _)| m.as_str()).collect();
         assert_eq!(labels, ["2026-01", "2026-02", "2026-03"]);

@@ -127,10 +127,11 @@ async fn proxy(
     let share = cached.clone();
     let refused = |status: http::StatusCode| {
         let elapsed_ms = ctx.clock.monotonic_us().saturating_sub(started_us) / 1000;
-        let event = refusal_event(&share.target, request_id, &endpoint, &model, started_ms);
+        let event = request_event(&share.target, request_id, &endpoint, &model, started_ms);
         ctx.usage.record(UsageEvent {
             status: status.as_u16(),
             duration_ms: elapsed_ms,
+            outcome: Outcome::Refused,
             ..event
         });
     };
@@ -166,22 +167,8 @@ async fn proxy(
 
     let overhead_us = ctx.clock.monotonic_us().saturating_sub(started_us);
     let mut event = UsageEvent {
-        request_id: request_id.clone(),
-        share_id: target.share.clone(),
-        key_id: target.key.clone(),
-        user_id: target.user.clone(),
-        team_id: target.team.clone(),
-        provider: target.provider.clone(),
-        model: model.clone(),
-        endpoint: endpoint.clone(),
-        status: 0,
-        streamed: false,
-        input_tokens: 0,
-        output_tokens: 0,
-        cost_micros: None,
-        started_at_ms: started_ms,
-        duration_ms: 0,
         outcome: Outcome::UpstreamError,
+        ..request_event(target, request_id, &endpoint, &model, started_ms)
     };
     let settle = Settle {
         kv: ctx.kv.clone(),
@@ -256,8 +243,9 @@ async fn proxy(
     Ok(Response::from_parts(head, body))
 }
 
-/// The usage event of a request Feen refused before forwarding it.
-fn refusal_event(
+/// The usage event of a request through a share, before anything is known of how it ends (no
+/// status, no tokens; marked refused until the caller says otherwise).
+fn request_event(
     target: &ProxyTarget,
     request_id: &RequestId,
     endpoint: &str,

@@ -200,6 +200,35 @@ pub fn day_floor(ms: i64) -> i64 {
     ms.div_euclid(DAY_MS) * DAY_MS
 }
 
+/// The start of the UTC month `ms` falls in.
+pub fn month_start(ms: i64) -> i64 {
+    let label = month_label(ms);
+    parse_month(&label).map_or(day_floor(ms), |(start, _)| start)
+}
+
+/// The UTC month `ms` falls in, as `YYYY-MM`.
+pub fn month_label(ms: i64) -> String {
+    crate::timefmt::to_rfc3339(ms)
+        .get(..7)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The month a `YYYY-MM` label names: (start, end) in ms, UTC.
+pub fn parse_month(label: &str) -> Option<(i64, i64)> {
+    let shaped = label.len() == 7 && label.as_bytes().get(4) == Some(&b'-');
+    let start =
+        crate::timefmt::parse_rfc3339(&format!("{label}-01T00:00:00Z")).filter(|_| shaped)?;
+    let next = month_label(start + 32 * DAY_MS);
+    let end = crate::timefmt::parse_rfc3339(&format!("{next}-01T00:00:00Z"))?;
+    Some((start, end))
+}
+
+/// Micro-USD as an exact decimal amount of USD (`1.234567`).
+pub fn usd(micros: u64) -> String {
+    format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000)
+}
+
 /// The end of the UTC hour `ms` falls in, or `ms` if it starts one.
 pub fn hour_ceil(ms: i64) -> i64 {
     let floor = hour_floor(ms);
@@ -266,6 +295,42 @@ mod tests {
         assert_eq!(hour_ceil(hour_floor(t)), hour_floor(t));
         assert_eq!(day_floor(t), 1_764_547_200_000);
         assert_eq!(hour_floor(-1), -HOUR_MS);
+    }
+
+    #[test]
+    fn months_are_calendar_months() {
+        let at = |s: &str| crate::timefmt::parse_rfc3339(s).expect("time");
+        assert_eq!(
+            parse_month("2026-02"),
+            Some((at("2026-02-01T00:00:00Z"), at("2026-03-01T00:00:00Z")))
+        );
+        assert_eq!(
+            parse_month("2026-12"),
+            Some((at("2026-12-01T00:00:00Z"), at("2027-01-01T00:00:00Z")))
+        );
+        for bad in [
+            "2026-13",
+            "2026-1",
+            "26-01",
+            "2026-01-01",
+            "",
+            "abcd-ef",
+            "2026_01",
+        ] {
+            assert_eq!(parse_month(bad), None, "{bad}");
+        }
+        assert_eq!(
+            month_start(at("2028-02-29T23:59:59Z")),
+            at("2028-02-01T00:00:00Z")
+        );
+        assert_eq!(month_label(at("2028-02-29T23:59:59Z")), "2028-02");
+    }
+
+    #[test]
+    fn money_is_exact() {
+        assert_eq!(usd(0), "0.000000");
+        assert_eq!(usd(1_234_567), "1.234567");
+        assert_eq!(usd(5), "0.000005");
     }
 
     #[test]
