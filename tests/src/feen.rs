@@ -183,6 +183,27 @@ impl Default for Options {
     }
 }
 
+/// The port a `wasmtime serve` says it serves on (`Serving HTTP on http://127.0.0.1:PORT/`), once
+/// it has bound it; its log is `log`.
+async fn serving_port(log: &Path) -> u16 {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while Instant::now() < deadline {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let port = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Serving HTTP on http://127.0.0.1:"))
+            .and_then(|rest| rest.trim_end_matches('/').parse().ok());
+        if let Some(port) = port {
+            return port;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!(
+        "wasmtime never said where it serves; its log:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -327,7 +348,22 @@ impl Feen {
 
     /// Everything Feen has logged so far.
     pub fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+        if let Ok(text) = std::fs::read_to_string(&self.log_path) {
+            return text;
+        }
+        // Spin: a log per component.
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&self.data_dir)
+            .map(|dir| dir.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        paths.retain(|p| p.extension().is_some_and(|e| e == "log"));
+        paths.sort();
+        paths
+            .iter()
+            .map(|p| {
+                let text = std::fs::read_to_string(p).unwrap_or_default();
+                format!("== {}\n{text}", p.display())
+            })
+            .collect()
     }
 
     /// Starts Feen's Workers under Miniflare/workerd (`tests/workers/serve.mjs`), as deployed:
@@ -424,16 +460,14 @@ impl Feen {
                 "{} is missing: bash scripts/build-spin.sh",
                 source.display()
             );
-            let port = free_port();
-            let log = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log_path)
-                .unwrap_or_else(|e| panic!("log file: {e}"));
+            // Port 0: wasmtime binds a free port itself and says which (a port picked here
+            // first could be taken by another test before wasmtime binds it).
+            let component_log = data_dir.join(format!("wasmtime-{component}.log"));
+            let log =
+                std::fs::File::create(&component_log).unwrap_or_else(|e| panic!("log file: {e}"));
             let mut cmd = Command::new(&wasmtime);
             cmd.arg("serve")
-                .args(["-S", "cli=y", "-C", "cache=y", "--addr"])
-                .arg(format!("127.0.0.1:{port}"));
+                .args(["-S", "cli=y", "-C", "cache=y", "--addr", "127.0.0.1:0"]);
             for (k, v) in &env {
                 cmd.arg("--env").arg(format!("{k}={v}"));
             }
@@ -446,7 +480,7 @@ impl Feen {
                 cmd.spawn()
                     .unwrap_or_else(|e| panic!("starting {wasmtime} for {component}: {e}")),
             );
-            ports.insert(component.clone(), port);
+            ports.insert(component.clone(), serving_port(&component_log).await);
         }
         let router = crate::spin::router(manifest, ports.clone()).await;
         let feen = Self {

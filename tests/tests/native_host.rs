@@ -541,6 +541,51 @@ async fn metrics_count_requests_refusals_usage_database_and_cache_for_the_token_
 }
 
 #[tokio::test]
+async fn a_burst_of_first_requests_looks_the_share_up_once() {
+    const TOKEN: &str = "metrics-token-0123456789abcdefghijklmnop";
+    let feen = Feen::start_with(Options {
+        env: vec![("FEEN_METRICS_TOKEN".into(), TOKEN.into())],
+        ..Options::default()
+    })
+    .await;
+    let api = Api::new(&feen.base);
+    let mock = MockProvider::start(SECRET).await;
+    let user = api.signup("burst").await;
+    let key = api.add_key(&user, "openai", SECRET, &mock.base_url()).await;
+    let (_, token) = api.mint(&user, &key, json!({})).await;
+    // 24 requests at once with a token nobody has used yet.
+    let calls: Vec<_> = (0..24)
+        .map(|_| {
+            let (api, token) = (api.clone(), token.clone());
+            tokio::spawn(async move { api.chat(&token, chat()).await.status })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.expect("task"), StatusCode::OK);
+    }
+    let bearer = format!("Bearer {TOKEN}");
+    let text = api
+        .raw(
+            Method::GET,
+            "/metrics",
+            &[("authorization", bearer.as_str())],
+            None,
+        )
+        .await
+        .text;
+    // One of them looked the share up; the others waited for it and found it in memory.
+    let lookups = |source: &str| {
+        sample(
+            &text,
+            &format!("feen_share_cache_lookups_total{{source=\"{source}\"}}"),
+        )
+    };
+    assert_eq!(lookups("database"), 1.0, "{text}");
+    assert_eq!(lookups("shared"), 0.0);
+    assert_eq!(lookups("memo"), 23.0);
+}
+
+#[tokio::test]
 async fn without_a_metrics_token_there_is_no_metrics_endpoint() {
     let feen = Feen::start().await;
     let reply = Api::new(&feen.base)

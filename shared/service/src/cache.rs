@@ -60,10 +60,12 @@ pub struct Cached {
     pub target: ProxyTarget,
 }
 
-/// The in-process memo of shares, by token hash.
+/// The in-process memo of shares, by token hash, and the gates that let one lookup per token
+/// run at a time.
 #[derive(Debug, Default)]
 pub struct Memo {
     entries: Mutex<HashMap<String, (Arc<Cached>, i64)>>,
+    gates: Mutex<HashMap<String, Arc<futures_util::lock::Mutex<()>>>>,
 }
 
 impl Memo {
@@ -87,6 +89,22 @@ impl Memo {
                 entries.clear();
             }
             entries.insert(hash.as_str().to_owned(), (cached, now_ms));
+        }
+    }
+
+    /// The gate of a token's lookups (made on first use).
+    fn gate(&self, hash: &TokenHash) -> Option<Arc<futures_util::lock::Mutex<()>>> {
+        let mut gates = self.gates.lock().ok()?;
+        Some(gates.entry(hash.as_str().to_owned()).or_default().clone())
+    }
+
+    /// Gives a gate back; the last holder removes it.
+    fn ungate(&self, hash: &TokenHash, gate: Arc<futures_util::lock::Mutex<()>>) {
+        if let Ok(mut gates) = self.gates.lock() {
+            // Held by the map and by `gate` alone: nobody else is waiting on it.
+            if Arc::strong_count(&gate) == 2 {
+                gates.remove(hash.as_str());
+            }
         }
     }
 
@@ -133,15 +151,30 @@ pub async fn fetch(ctx: &Ctx, hash: &TokenHash) -> Result<Option<Arc<Cached>>, E
 }
 
 /// The share for a token: the memo's entry when it has one (the caller then guards on it), or
-/// a fetch.
+/// a fetch. Fetches of one token take turns within a process: a burst of first requests for a
+/// share (or for a hot share whose memo entry just aged) costs one lookup, and the others find
+/// its result in the memo.
 pub async fn load(ctx: &Ctx, hash: &TokenHash) -> Result<Option<Arc<Cached>>, Error> {
-    match ctx.memo.get(hash, ctx.now_ms()) {
-        Some(cached) => {
-            MEMO_HITS.fetch_add(1, Ordering::Relaxed);
-            Ok(Some(cached))
-        }
-        None => fetch(ctx, hash).await,
+    if let Some(cached) = memo_hit(ctx, hash) {
+        return Ok(Some(cached));
     }
+    let Some(gate) = ctx.memo.gate(hash) else {
+        return fetch(ctx, hash).await;
+    };
+    let turn = gate.lock().await;
+    let result = match memo_hit(ctx, hash) {
+        Some(cached) => Ok(Some(cached)),
+        None => fetch(ctx, hash).await,
+    };
+    drop(turn);
+    ctx.memo.ungate(hash, gate);
+    result
+}
+
+fn memo_hit(ctx: &Ctx, hash: &TokenHash) -> Option<Arc<Cached>> {
+    let cached = ctx.memo.get(hash, ctx.now_ms())?;
+    MEMO_HITS.fetch_add(1, Ordering::Relaxed);
+    Some(cached)
 }
 
 /// Rewrites the entries of the shares in `scope` from the database (after a change to them).
