@@ -151,12 +151,17 @@ pub async fn fetch(ctx: &Ctx, hash: &TokenHash) -> Result<Option<Arc<Cached>>, E
 }
 
 /// The share for a token: the memo's entry when it has one (the caller then guards on it), or
-/// a fetch. Fetches of one token take turns within a process: a burst of first requests for a
-/// share (or for a hot share whose memo entry just aged) costs one lookup, and the others find
-/// its result in the memo.
+/// a fetch. On the native host fetches of one token take turns within the process: a burst of
+/// first requests for a share (or for a hot share whose memo entry just aged) costs one lookup,
+/// and the others find its result in the memo.
 pub async fn load(ctx: &Ctx, hash: &TokenHash) -> Result<Option<Arc<Cached>>, Error> {
     if let Some(cached) = memo_hit(ctx, hash) {
         return Ok(Some(cached));
+    }
+    // Only natively: on Spin a task may not wait on another task of its instance (wit-bindgen's
+    // `inter-task-wakeup` is off), and Worker isolates see few concurrent requests each.
+    if cfg!(target_arch = "wasm32") {
+        return fetch(ctx, hash).await;
     }
     let Some(gate) = ctx.memo.gate(hash) else {
         return fetch(ctx, hash).await;
