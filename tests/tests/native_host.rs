@@ -464,9 +464,11 @@ fn sample(text: &str, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("no {series} in\n{text}"))
 }
 
+/// The metrics token of the metrics tests.
+const TOKEN: &str = "metrics-token-0123456789abcdefghijklmnop";
+
 #[tokio::test]
 async fn metrics_count_requests_refusals_usage_database_and_cache_for_the_token_holder() {
-    const TOKEN: &str = "metrics-token-0123456789abcdefghijklmnop";
     let feen = Feen::start_with(Options {
         env: vec![("FEEN_METRICS_TOKEN".into(), TOKEN.into())],
         ..Options::default()
@@ -542,7 +544,6 @@ async fn metrics_count_requests_refusals_usage_database_and_cache_for_the_token_
 
 #[tokio::test]
 async fn a_burst_of_first_requests_looks_the_share_up_once() {
-    const TOKEN: &str = "metrics-token-0123456789abcdefghijklmnop";
     let feen = Feen::start_with(Options {
         env: vec![("FEEN_METRICS_TOKEN".into(), TOKEN.into())],
         ..Options::default()

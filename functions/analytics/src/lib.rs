@@ -10,8 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use feen_core::analytics::{
-    DAY_MS, Figures, GroupBy, HOUR_MS, day_floor, hour_ceil, hour_floor, month_label, parse_month,
-    usd,
+    DAY_MS, Figures, GroupBy, HOUR_MS, hour_ceil, hour_floor, month_label, parse_month, usd,
 };
 use feen_core::authz::{self, Owner};
 use feen_core::ids::{KeyId, ShareId};
@@ -86,10 +85,9 @@ async fn owners(ctx: &Ctx, caller: &Caller, params: &Params) -> Result<Vec<Strin
     Ok(owners)
 }
 
-/// Where rollups end and raw events begin: what the job rolled up, at most the start of today.
+/// Where rollups end and raw events begin.
 async fn cut(ctx: &Ctx) -> Result<i64, Error> {
-    let rolled = analytics::mark(ctx.db.as_ref(), analytics::ROLLED_TO).await?;
-    Ok(rolled.unwrap_or(i64::MIN).min(day_floor(ctx.now_ms())))
+    Ok(analytics::cut(ctx.db.as_ref(), ctx.now_ms()).await?)
 }
 
 async fn usage(req: &Req, ctx: &Ctx) -> Result<Resp, Error> {

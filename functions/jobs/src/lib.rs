@@ -215,10 +215,7 @@ pub async fn forget_ended_shares(db: &dyn Db, kv: &dyn Kv, now: i64) -> Result<u
 /// expiry, and the recipient), so runs may repeat. Returns how many were new.
 pub async fn notifications(db: &dyn Db, now: i64) -> Result<u64, Error> {
     let mut queued = 0;
-    let cut = analytics::mark(db, analytics::ROLLED_TO)
-        .await?
-        .unwrap_or(i64::MIN)
-        .min(day_floor(now));
+    let cut = analytics::cut(db, now).await?;
     for share in feen_store::shares::watched(db, now, now + DAY_MS).await? {
         let mut messages = Vec::new();
         if let Some(at) = share.expires_at.filter(|at| *at <= now + DAY_MS) {

@@ -109,6 +109,13 @@ pub async fn advance_mark(db: &dyn Db, name: &str, value: i64) -> Result<(), DbE
     .map(drop)
 }
 
+/// Where a query at `now` takes rollups and where raw events: what the job rolled up, at most
+/// the start of today (today is always read live).
+pub async fn cut(db: &dyn Db, now: i64) -> Result<i64, DbError> {
+    let rolled = mark(db, ROLLED_TO).await?.unwrap_or(i64::MIN);
+    Ok(rolled.min(feen_core::analytics::day_floor(now)))
+}
+
 /// When the oldest raw usage event started, if there is one.
 pub async fn earliest_event(db: &dyn Db) -> Result<Option<i64>, DbError> {
     let rows = db

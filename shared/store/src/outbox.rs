@@ -131,7 +131,7 @@ pub async fn mark_failed(
     .map(drop)
 }
 
-/// How many emails are waiting to be sent (the oldest first attempt included).
+/// How many emails are not sent yet (due now or waiting for a retry).
 pub async fn pending(db: &dyn Db) -> Result<i64, DbError> {
     let rows = db
         .query(

@@ -166,11 +166,7 @@ async fn main() {
         .await
         .expect("aggregate");
     step("aggregation job, next run (48 h recomputed)", t);
-    let cut = analytics::mark(db.as_ref(), analytics::ROLLED_TO)
-        .await
-        .expect("mark")
-        .unwrap_or(i64::MIN)
-        .min(day_floor(now));
+    let cut = analytics::cut(db.as_ref(), now).await.expect("cut");
     for ((name, query), expected) in cases.iter().zip(&live) {
         let t = Instant::now();
         let got = analytics::usage(db.as_ref(), query, cut)
