@@ -3,9 +3,10 @@
 # all unit, repository, counter, end-to-end and SDK tests.
 #
 # Provisions what is missing: PostgreSQL and Redis (scripts/services.sh, needs root on Debian;
-# skipped when FEEN_TEST_DATABASE_URL and FEEN_TEST_REDIS_URL point elsewhere), and a Python
+# skipped when FEEN_TEST_DATABASE_URL and FEEN_TEST_REDIS_URL point elsewhere), a Python
 # virtual environment with the official OpenAI, Anthropic and Google GenAI SDKs (skipped when
-# FEEN_PYTHON is set).
+# FEEN_PYTHON is set), Debian's Chromium (skipped when FEEN_CHROMIUM names a browser) and the
+# dashboard's npm packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +28,16 @@ if [ -z "${FEEN_PYTHON:-}" ]; then
     export FEEN_PYTHON="$venv/bin/python"
 fi
 
+step "Chromium, for the dashboard's browser tests"
+if [ -z "${FEEN_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation >/dev/null
+fi
+export FEEN_CHROMIUM="${FEEN_CHROMIUM:-$(command -v chromium)}"
+
+step "the dashboard's toolchain (TypeScript for checking, playwright-core for the browser tests)"
+[ -d web/node_modules/playwright-core ] && [ -d web/node_modules/typescript ] || npm ci --prefix web --no-audit --no-fund
+
 step "the official JavaScript clients the stand-ins are proved with"
 [ -d tests/standins/node_modules/@neondatabase/serverless ] || npm ci --prefix tests/standins --no-audit --no-fund
 
@@ -36,6 +47,9 @@ rustup show active-toolchain
 
 step "format"
 cargo fmt --all --check
+
+step "the dashboard type-checks (tsc --checkJs, strict)"
+npm run --prefix web --silent check
 
 step "lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -66,6 +80,12 @@ else
     cargo test --workspace --locked
 fi
 
+step "the dashboard in headless Chromium against feen serve (screenshots in artifacts/screenshots)"
+cargo build --locked -p feen-e2e --bin mock-provider
+rm -rf artifacts/screenshots
+FEEN_SCREENSHOTS_DIR="$PWD/artifacts/screenshots" npm test --prefix web
+echo "screenshots: $(find artifacts/screenshots -name '*.png' | wc -l) in $PWD/artifacts/screenshots"
+
 step "Workers: every function built as a Worker"
 bash scripts/build-workers.sh
 
@@ -74,11 +94,11 @@ step "the end-to-end suites again, against the Workers under Miniflare/workerd"
 # Workers at start-up).
 FEEN_E2E_HOST=workers cargo nextest run --locked -p feen-e2e --test-threads 2 \
     --test journey --test auth --test bad_input --test limits --test providers --test sdk --test jobs \
-    --test audit --test teams --test analytics --test email
+    --test audit --test teams --test analytics --test email --test web
 sleep 1; echo "workerd processes left running: $(ps -C workerd -o stat= | grep -vc "^Z" || true)"
 
 step "the end-to-end suites again, against the Spin components under wasmtime serve"
 # One wasmtime serve per component, routed as spin.toml says; the same tests and assertions.
 FEEN_E2E_HOST=spin cargo nextest run --locked -p feen-e2e --test-threads 2 \
     --test journey --test auth --test bad_input --test limits --test providers --test sdk --test jobs \
-    --test audit --test teams --test analytics --test email
+    --test audit --test teams --test analytics --test email --test web

@@ -1,6 +1,6 @@
 // The Worker on Feen's hostname: sends each path to the Worker of its function through a service
 // binding (one hostname, each function deployed and scaled on its own; the hop costs about
-// 0.2–0.3 ms). The dashboard's static assets will be served from here too.
+// 0.2–0.3 ms). Every other path goes to the web Worker: the dashboard, and Feen's JSON 404.
 const routes = [
   ["/api/auth", "AUTH"],
   ["/api/keys", "KEYS"],
@@ -20,9 +20,6 @@ export default {
     for (const [prefix, binding] of routes) {
       if (path === prefix || path.startsWith(prefix + "/")) return env[binding].fetch(request);
     }
-    return Response.json(
-      { type: "error", error: { code: "not_found", message: "route not found", type: "not_found_error" } },
-      { status: 404 },
-    );
+    return env.WEB.fetch(request);
   },
 };

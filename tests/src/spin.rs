@@ -261,7 +261,9 @@ mod tests {
         assert_eq!(to("/api/teams/invites/accept"), Some("teams"));
         assert_eq!(to("/api/analytics/usage"), Some("analytics"));
         assert_eq!(to("/healthz"), Some("auth"));
-        assert_eq!(to("/api/nothing"), Some("auth"));
+        assert_eq!(to("/api/nothing"), Some("web"));
+        assert_eq!(to("/"), Some("web"));
+        assert_eq!(to("/js/app.js"), Some("web"));
         for component in [
             "auth",
             "keys",
@@ -271,6 +273,7 @@ mod tests {
             "audit",
             "teams",
             "analytics",
+            "web",
         ] {
             assert!(manifest.sources.contains_key(component), "{component}");
         }

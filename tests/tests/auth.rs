@@ -190,6 +190,184 @@ async fn logout_makes_the_access_and_refresh_tokens_stop_working() {
     assert_eq!(again.status, StatusCode::UNAUTHORIZED);
 }
 
+/// Signs `user` in once more: a second device with its own session.
+async fn second_device(api: &Api, user: &feen_e2e::api::User) -> (String, String) {
+    let login = api
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"email": user.email, "password": user.password}),
+        )
+        .await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.text);
+    (login.str("/accessToken"), login.str("/refreshToken"))
+}
+
+#[tokio::test]
+async fn signing_out_everywhere_ends_every_session_but_not_access_tokens_for_programs() {
+    let (api, _feen) = target().await;
+    let user = api.signup("everywhere").await;
+    let other = api.signup("bystander").await;
+    let (phone, phone_refresh) = second_device(&api, &user).await;
+    let pat = api
+        .post("/api/auth/tokens", Some(&user.token), json!({"name": "ci"}))
+        .await
+        .str("/token");
+    let out = api
+        .call(Method::POST, "/api/auth/logout-all", Some(&phone), None)
+        .await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT, "{}", out.text);
+    let cleared: Vec<&str> = out
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    assert!(
+        cleared.len() == 2 && cleared.iter().all(|c| c.contains("Max-Age=0")),
+        "{cleared:?}"
+    );
+    // Both devices' access tokens stop at once, and neither refresh token works.
+    for token in [&user.token, &phone] {
+        assert_eq!(api.get("/api/auth/me", token).await.code(), "session_ended");
+    }
+    for refresh in [&user.refresh, &phone_refresh] {
+        let reply = api
+            .post("/api/auth/refresh", None, json!({"refreshToken": refresh}))
+            .await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{}", reply.text);
+    }
+    // Personal access tokens are not sessions: they stay until revoked.
+    assert_eq!(api.get("/api/auth/me", &pat).await.status, StatusCode::OK);
+    // Another user is untouched.
+    assert_eq!(
+        api.get("/api/auth/me", &other.token).await.status,
+        StatusCode::OK
+    );
+    let audit = api.get("/api/audit?action=auth.logout_all", &pat).await;
+    assert_eq!(
+        audit.body["entries"][0]["details"]["sessions"], 2,
+        "{}",
+        audit.text
+    );
+    // Without credentials: 401, and nothing else happens.
+    let anonymous = api
+        .call(Method::POST, "/api/auth/logout-all", None, None)
+        .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    let wrong_method = api.get("/api/auth/logout-all", &pat).await;
+    assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn changing_the_password_needs_the_old_one_and_ends_every_other_session() {
+    let (api, _feen) = target().await;
+    let user = api.signup("password").await;
+    let (phone, _) = second_device(&api, &user).await;
+    let new_password = "a completely different passphrase";
+
+    // Bad input changes nothing, and says which field is wrong.
+    for (body, field) in [
+        (
+            json!({"currentPassword": "wrong password!", "newPassword": new_password}),
+            "currentPassword",
+        ),
+        (
+            json!({"currentPassword": user.password, "newPassword": "short"}),
+            "newPassword",
+        ),
+    ] {
+        let reply = api
+            .post("/api/auth/password", Some(&user.token), body)
+            .await;
+        assert_eq!(
+            (
+                reply.status,
+                reply.code(),
+                reply.body["error"]["field"].as_str()
+            ),
+            (StatusCode::BAD_REQUEST, "validation_failed", Some(field)),
+            "{}",
+            reply.text
+        );
+        assert!(!reply.text.contains(&user.password), "{}", reply.text);
+    }
+    for body in [
+        json!({"newPassword": new_password}),
+        json!({"currentPassword": 5, "newPassword": new_password}),
+        json!([]),
+    ] {
+        let reply = api
+            .post("/api/auth/password", Some(&user.token), body.clone())
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{body}: {}",
+            reply.text
+        );
+    }
+    assert_eq!(api.get("/api/auth/me", &phone).await.status, StatusCode::OK);
+
+    // A personal access token may not change the password.
+    let pat = api
+        .post("/api/auth/tokens", Some(&user.token), json!({"name": "ci"}))
+        .await
+        .str("/token");
+    let by_pat = api
+        .post(
+            "/api/auth/password",
+            Some(&pat),
+            json!({"currentPassword": user.password, "newPassword": new_password}),
+        )
+        .await;
+    assert_eq!(
+        (by_pat.status, by_pat.code()),
+        (StatusCode::FORBIDDEN, "session_required")
+    );
+
+    let changed = api
+        .post(
+            "/api/auth/password",
+            Some(&user.token),
+            json!({"currentPassword": user.password, "newPassword": new_password}),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.text);
+    assert!(!changed.text.contains(new_password));
+    let fresh = changed.str("/accessToken");
+    assert_eq!(api.get("/api/auth/me", &fresh).await.status, StatusCode::OK);
+    for old in [&user.token, &phone] {
+        assert_eq!(api.get("/api/auth/me", old).await.code(), "session_ended");
+    }
+    let old_login = api
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"email": user.email, "password": user.password}),
+        )
+        .await;
+    assert_eq!(old_login.code(), "invalid_credentials");
+    let new_login = api
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"email": user.email, "password": new_password}),
+        )
+        .await;
+    assert_eq!(new_login.status, StatusCode::OK, "{}", new_login.text);
+    let audit = api
+        .get("/api/audit?action=auth.password_changed", &fresh)
+        .await;
+    assert_eq!(
+        audit.body["entries"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        audit.text
+    );
+    assert!(!audit.text.contains(new_password) && !audit.text.contains(&user.password));
+}
+
 #[tokio::test]
 async fn unknown_email_and_wrong_password_get_the_same_answer() {
     let (api, _feen) = target().await;

@@ -50,7 +50,18 @@ fn chat_body(stream: bool) -> Value {
 
 async fn journey(api: Api) {
     feen_e2e::api::within_one_minute().await;
-    let (user, mock, _key, share, token) = setup(&api, json!({"rateLimit": 3})).await;
+    let (user, mock, key, share, token) = setup(
+        &api,
+        json!({"rateLimit": 3, "dailyLimit": 100, "maxUses": 50}),
+    )
+    .await;
+    let keys = api.get("/api/keys", &user.token).await;
+    assert_eq!(
+        keys.body["keys"][0]["lastUsedAt"],
+        Value::Null,
+        "{}",
+        keys.text
+    );
 
     let plain = api.chat(&token, chat_body(false)).await;
     assert_eq!(plain.status, StatusCode::OK, "{}", plain.text);
@@ -116,6 +127,29 @@ async fn journey(api: Api) {
             .all(|e| e["outcome"] == json!("completed") && e["status"] == json!(200))
     );
     assert!(events.iter().all(|e| e["model"] == json!("gpt-4o-mini")));
+    // The key shows when it was last used.
+    let keys = api.get("/api/keys", &user.token).await;
+    let last_used = keys.body["keys"][0]["lastUsedAt"]
+        .as_str()
+        .and_then(feen_core::timefmt::parse_rfc3339)
+        .unwrap_or_else(|| panic!("no lastUsedAt: {}", keys.text));
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0),
+    )
+    .unwrap_or(0);
+    assert!(
+        (now_ms - 60_000..=now_ms + 5_000).contains(&last_used),
+        "{}",
+        keys.text
+    );
+    let one_key = api.get(&format!("/api/keys/{key}"), &user.token).await;
+    assert_eq!(
+        one_key.body["lastUsedAt"],
+        keys.body["keys"][0]["lastUsedAt"]
+    );
 
     let third = api.chat(&token, chat_body(false)).await;
     assert_eq!(third.status, StatusCode::OK);
@@ -145,6 +179,37 @@ async fn journey(api: Api) {
         "a refused request must not reach the provider"
     );
 
+    // The share list shows what each limit has counted in its current window (the refused
+    // request counted nowhere), and the share's usage the same.
+    let listed = api.get("/api/shared", &user.token).await;
+    let live = |body: &Value, limit: &str| {
+        body.as_array()
+            .and_then(|items| items.iter().find(|i| i["limit"] == limit))
+            .map(|i| (i["used"].clone(), i["max"].clone()))
+    };
+    let listed_live = &listed.body["shares"][0]["live"];
+    assert_eq!(
+        live(listed_live, "rateLimit"),
+        Some((json!(3), json!(3))),
+        "{}",
+        listed.text
+    );
+    assert_eq!(
+        live(listed_live, "dailyLimit"),
+        Some((json!(3), json!(100)))
+    );
+    assert_eq!(live(listed_live, "maxUses"), Some((json!(3), json!(50))));
+    assert_eq!(
+        listed_live.as_array().map(Vec::len),
+        Some(3),
+        "{}",
+        listed.text
+    );
+    let usage = api
+        .get(&format!("/api/shared/{share}/usage"), &user.token)
+        .await;
+    assert_eq!(&usage.body["live"], listed_live);
+
     assert_eq!(
         api.delete(&format!("/api/shared/{share}"), &user.token)
             .await
@@ -156,6 +221,7 @@ async fn journey(api: Api) {
     assert_eq!(revoked.code(), "invalid_token");
     let listed = api.get("/api/shared", &user.token).await;
     assert_eq!(listed.body["shares"][0]["status"], "revoked");
+    assert_eq!(listed.body["shares"][0]["live"], json!([]));
     assert!(
         !listed.text.contains(&token),
         "the token is shown once, at minting"

@@ -28,7 +28,7 @@ const bindings = {
 };
 for (const [k, v] of Object.entries(bindings)) if (v === undefined) delete bindings[k];
 
-const functions = ["auth", "keys", "shares", "proxy", "jobs", "audit", "teams", "analytics"];
+const functions = ["auth", "keys", "shares", "proxy", "jobs", "audit", "teams", "analytics", "web"];
 // The usage queue, as `functions/{proxy,jobs}/wrangler.toml` declare it (a short batch timeout
 // so that tests see usage within a second).
 const extra = {
@@ -56,7 +56,7 @@ const router = {
   modules: true,
   scriptPath: path.join(root, "functions/router/index.mjs"),
   modulesRoot: path.join(root, "functions/router"),
-  serviceBindings: { AUTH: "auth", KEYS: "keys", SHARES: "shares", PROXY: "proxy", JOBS: "jobs", AUDIT: "audit", TEAMS: "teams", ANALYTICS: "analytics" },
+  serviceBindings: { AUTH: "auth", KEYS: "keys", SHARES: "shares", PROXY: "proxy", JOBS: "jobs", AUDIT: "audit", TEAMS: "teams", ANALYTICS: "analytics", WEB: "web" },
   compatibilityDate: "2025-09-01",
 };
 

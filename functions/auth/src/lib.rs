@@ -51,12 +51,20 @@ async fn route(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
         (["register"], &Method::POST) => register(req, ctx).await,
         (["login"], &Method::POST) => login(req, ctx).await,
         (["logout"], &Method::POST) => logout(req, ctx).await,
+        (["logout-all"], &Method::POST) => logout_all(req, ctx).await,
+        (["password"], &Method::POST) => change_password(req, ctx).await,
         (["refresh"], &Method::POST) => refresh(req, ctx).await,
         (["me"], &Method::GET) => me(req, ctx).await,
         (["tokens"], &Method::GET) => list_pats(req, ctx).await,
         (["tokens"], &Method::POST) => create_pat(req, ctx).await,
         (["tokens", id], &Method::DELETE) => revoke_pat(&req, ctx, id).await,
-        (["register" | "login" | "logout" | "refresh" | "me" | "tokens"], _)
+        (
+            [
+                "register" | "login" | "logout" | "logout-all" | "password" | "refresh" | "me"
+                | "tokens",
+            ],
+            _,
+        )
         | (["tokens", _], _) => Err(Error::MethodNotAllowed),
         _ => Err(Error::NotFound("route")),
     }
@@ -79,7 +87,7 @@ async fn register(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
     let body: RegisterBody = json_body(req, MAX_JSON_BODY).await?;
     let email = validate::email(&body.email)?;
     let name = validate::name("name", &body.name)?;
-    validate::new_password(body.password.expose())?;
+    validate::new_password("password", body.password.expose())?;
     let now = ctx.now_ms();
     let user = users::User {
         id: UserId::new(now, ctx.random()),
@@ -221,7 +229,7 @@ async fn new_device_alert(ctx: &Ctx, user: &users::User, origin: &Origin) {
         body: format!(
             "Your Feen account ({}) was signed in to from a device it was not used from before:\n\n\
              {client}\nfrom {address}\nat {}\n\nIf this was you, there is nothing to do. If not, \
-             change your password and sign out of all sessions (POST /api/auth/logout).",
+             change your password in the dashboard's settings (which signs out every session).",
             user.email,
             to_rfc3339(now)
         ),
@@ -385,9 +393,99 @@ async fn logout(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
         return Err(Error::unauthenticated());
     }
     let mut resp = no_content();
-    let secure = ctx.config.secure_cookies;
-    set_cookie(&mut resp, ACCESS_COOKIE, "", "/", 0, secure);
-    set_cookie(&mut resp, REFRESH_COOKIE, "", PREFIX, 0, secure);
+    clear_cookies(&mut resp, ctx.config.secure_cookies);
+    Ok(resp)
+}
+
+/// Ends every session of the caller at once: each live login's refresh tokens in the database,
+/// its access tokens through the counter store (so every device is signed out on its next
+/// request), and clears this client's cookies.
+async fn logout_all(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
+    let caller = authenticate(&req, ctx).await?;
+    let origin = Origin::of(&req);
+    let ended = end_every_session(ctx, &caller.user).await?;
+    let event = Event {
+        owner: caller.user.as_str(),
+        actor: Some(caller.user.as_str()),
+        action: Action::LogoutAll,
+        resource: Some(("user", caller.user.as_str())),
+        details: json!({ "sessions": ended }),
+    };
+    audit::record(ctx, &origin, event).await;
+    let mut resp = no_content();
+    clear_cookies(&mut resp, ctx.config.secure_cookies);
+    Ok(resp)
+}
+
+async fn end_every_session(ctx: &Ctx, user: &UserId) -> Result<usize, Error> {
+    let families = sessions::live_families(ctx.db.as_ref(), user, ctx.now_ms()).await?;
+    for family in &families {
+        end_session(ctx, family).await?;
+    }
+    Ok(families.len())
+}
+
+fn clear_cookies(resp: &mut Resp, secure: bool) {
+    set_cookie(resp, ACCESS_COOKIE, "", "/", 0, secure);
+    set_cookie(resp, REFRESH_COOKIE, "", PREFIX, 0, secure);
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PasswordBody {
+    current_password: SecretString,
+    new_password: SecretString,
+}
+
+/// Changes the caller's password. Only a signed-in session may (not a personal access token),
+/// and only with the current password. Every session ends (a thief's included); this client
+/// gets a new one in the answer, as from a login.
+async fn change_password(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
+    throttle_ip(&req, ctx).await?;
+    let caller = authenticate(&req, ctx).await?;
+    if caller.session().is_none() {
+        return Err(Error::Forbidden {
+            code: "session_required",
+            message: "sign in with your password to change it; a personal access token cannot"
+                .into(),
+        });
+    }
+    let origin = Origin::of(&req);
+    let body: PasswordBody = json_body(req, MAX_JSON_BODY).await?;
+    let user = users::by_id(ctx.db.as_ref(), &caller.user)
+        .await?
+        .ok_or_else(Error::unauthenticated)?;
+    if !password::verify(&user.password_hash, &body.current_password) {
+        return Err(Error::invalid(
+            "currentPassword",
+            "is not your current password",
+        ));
+    }
+    validate::new_password("newPassword", body.new_password.expose())?;
+    let hash = password::hash(&body.new_password, ctx.random::<SALT_LEN>());
+    if !users::set_password(ctx.db.as_ref(), &user.id, &hash).await? {
+        return Err(Error::unauthenticated());
+    }
+    end_every_session(ctx, &user.id).await?;
+    let now = ctx.now_ms();
+    let family = SessionId::new(now, ctx.random());
+    let session = Session {
+        id: family.clone(),
+        family,
+        user: user.id.clone(),
+        expires_at: now + REFRESH_TTL_MS,
+        rotated_at: None,
+        revoked_at: None,
+    };
+    let resp = issue_session(ctx, &session, Some(&user), StatusCode::OK).await?;
+    let event = Event {
+        owner: user.id.as_str(),
+        actor: Some(user.id.as_str()),
+        action: Action::PasswordChanged,
+        resource: Some(("user", user.id.as_str())),
+        details: json!({}),
+    };
+    audit::record(ctx, &origin, event).await;
     Ok(resp)
 }
 

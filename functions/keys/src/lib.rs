@@ -50,7 +50,7 @@ async fn route(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
 }
 
 /// The JSON shape of a key (never its secret).
-pub fn key_json(key: &ApiKey) -> serde_json::Value {
+pub fn key_json(key: &ApiKey, last_used: Option<i64>) -> serde_json::Value {
     json!({
         "id": key.id,
         "teamId": key.owner.team(),
@@ -63,6 +63,7 @@ pub fn key_json(key: &ApiKey) -> serde_json::Value {
         "hint": key.hint,
         "createdAt": to_rfc3339(key.created_at),
         "updatedAt": to_rfc3339(key.updated_at),
+        "lastUsedAt": last_used.map(to_rfc3339),
     })
 }
 
@@ -164,13 +165,19 @@ async fn create(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
         details,
     )
     .await;
-    Ok(json(StatusCode::CREATED, &key_json(&key)))
+    Ok(json(StatusCode::CREATED, &key_json(&key, None)))
 }
 
 async fn list(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
     let caller = authenticate(&req, ctx).await?;
     let keys = keys::visible(ctx.db.as_ref(), &caller.user).await?;
-    let items: Vec<_> = keys.iter().map(key_json).collect();
+    let ids: Vec<KeyId> = keys.iter().map(|k| k.id.clone()).collect();
+    let last_used = keys::last_used(ctx.db.as_ref(), &ids).await?;
+    let items: Vec<_> = keys
+        .iter()
+        .zip(last_used)
+        .map(|(k, last)| key_json(k, last))
+        .collect();
     Ok(json(StatusCode::OK, &json!({ "keys": items })))
 }
 
@@ -274,7 +281,11 @@ async fn get_json(ctx: &Ctx, owner: &Owner, id: &KeyId) -> Result<Resp, Error> {
     let key = keys::get(ctx.db.as_ref(), owner, id)
         .await?
         .ok_or(Error::NotFound("key"))?;
-    Ok(json(StatusCode::OK, &key_json(&key)))
+    let last_used = keys::last_used(ctx.db.as_ref(), std::slice::from_ref(id)).await?;
+    Ok(json(
+        StatusCode::OK,
+        &key_json(&key, last_used.first().copied().flatten()),
+    ))
 }
 
 // The Cloudflare Workers entry point: this function as a Worker of its own.

@@ -9,7 +9,7 @@ use feen_core::audit::Action;
 use feen_core::authz::{self, Owner};
 use feen_core::crypto::token::{self, TokenKind};
 use feen_core::ids::{KeyId, ShareId};
-use feen_core::limits::{Budget, MAX_LIST, Period, Policy};
+use feen_core::limits::{self, Budget, MAX_LIST, Period, Policy};
 use feen_core::timefmt::to_rfc3339;
 use feen_core::{Error, validate};
 use feen_service::access::authorize;
@@ -334,12 +334,80 @@ async fn create(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
 async fn list(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
     let caller = authenticate(&req, ctx).await?;
     let now = ctx.now_ms();
-    let items: Vec<_> = shares::visible(ctx.db.as_ref(), &caller.user)
-        .await?
+    let visible = shares::visible(ctx.db.as_ref(), &caller.user).await?;
+    let live = live_usage(ctx, &visible, now).await?;
+    let items: Vec<_> = visible
         .iter()
-        .map(|s| share_json(s, now))
+        .zip(live)
+        .map(|(s, live)| {
+            let mut body = share_json(s, now);
+            if let Some(obj) = body.as_object_mut() {
+                obj.insert("live".into(), live);
+            }
+            body
+        })
         .collect();
     Ok(json(StatusCode::OK, &json!({ "shares": items })))
+}
+
+/// What each limit of each share has counted in its current window, read in one round trip
+/// from the counters the proxy checks (so requests in flight count with what they reserved):
+/// `[{limit, used, max, resetsAt}]`, in USD for a budget; empty for a share that has ended.
+async fn live_usage(ctx: &Ctx, list: &[Share], now: i64) -> Result<Vec<serde_json::Value>, Error> {
+    let windows: Vec<Vec<limits::Window>> = list
+        .iter()
+        .map(|s| match status(s, now) {
+            "active" => limits::windows(
+                &s.id,
+                &s.policy,
+                now,
+                limits::Reservation::default(),
+                limits::Used::default(),
+            ),
+            _ => Vec::new(),
+        })
+        .collect();
+    let keys: Vec<String> = windows
+        .iter()
+        .flatten()
+        .map(|w| w.counter.key.clone())
+        .collect();
+    let mut values = ctx.kv.get_many(&keys).await?.into_iter();
+    let mut out = Vec::with_capacity(list.len());
+    for (share, windows) in list.iter().zip(windows) {
+        let mut items = Vec::with_capacity(windows.len());
+        let mut seed: Option<limits::Used> = None;
+        for window in windows {
+            let counted = values.next().flatten().and_then(|v| v.parse::<u64>().ok());
+            let used = match (counted, window.resets_at_ms) {
+                (Some(n), _) => n,
+                (None, Some(_)) => 0,
+                // A lifetime counter the counter store has lost starts again from the database.
+                (None, None) => {
+                    let used = match seed {
+                        Some(used) => used,
+                        None => *seed.insert(shares::used(ctx.db.as_ref(), &share.id).await?),
+                    };
+                    match window.kind {
+                        limits::LimitKind::Budget => used.spent,
+                        _ => used.uses,
+                    }
+                }
+            };
+            let in_unit = |n: u64| match window.kind {
+                limits::LimitKind::Budget => json!(n as f64 / 1_000_000.0),
+                _ => json!(n),
+            };
+            items.push(json!({
+                "limit": window.kind.field(),
+                "used": in_unit(used),
+                "max": in_unit(window.counter.limit),
+                "resetsAt": window.resets_at_ms.map(to_rfc3339),
+            }));
+        }
+        out.push(serde_json::Value::Array(items));
+    }
+    Ok(out)
 }
 
 /// The share `id` names and its owner, once the caller is allowed `action` on it.
@@ -478,6 +546,11 @@ async fn regenerate(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
 async fn usage_of(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
     let caller = authenticate(&req, ctx).await?;
     let (id, owner) = locate(ctx, &caller, id, authz::Action::ReadShares).await?;
+    let share = owned(ctx, &owner, &id).await?;
+    let live = live_usage(ctx, std::slice::from_ref(&share), ctx.now_ms())
+        .await?
+        .pop()
+        .unwrap_or_default();
     let totals = usage::share_totals(ctx.db.as_ref(), &owner, &id, 0).await?;
     let events = usage::recent(ctx.db.as_ref(), &owner, &id, 100).await?;
     let events: Vec<_> = events
@@ -503,6 +576,7 @@ async fn usage_of(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
         &json!({
             "totals": { "requests": totals.requests, "inputTokens": totals.input_tokens, "outputTokens": totals.output_tokens, "costMicros": totals.cost_micros },
             "events": events,
+            "live": live,
         }),
     ))
 }

@@ -23,6 +23,12 @@ pub enum Action {
     /// A logout: the session ended everywhere.
     #[serde(rename = "auth.logout")]
     Logout,
+    /// Every session of the user ended at once ("sign out everywhere").
+    #[serde(rename = "auth.logout_all")]
+    LogoutAll,
+    /// The password changed (and every session with it).
+    #[serde(rename = "auth.password_changed")]
+    PasswordChanged,
     /// A refresh token presented twice: the session was ended.
     #[serde(rename = "auth.refresh_reused")]
     RefreshReused,
@@ -90,10 +96,12 @@ pub enum Action {
 
 impl Action {
     /// Every action, in a stable order.
-    pub const ALL: [Action; 24] = [
+    pub const ALL: [Action; 26] = [
         Action::Login,
         Action::LoginFailed,
         Action::Logout,
+        Action::LogoutAll,
+        Action::PasswordChanged,
         Action::RefreshReused,
         Action::PatCreated,
         Action::PatRevoked,
@@ -123,6 +131,8 @@ impl Action {
             Action::Login => "auth.login",
             Action::LoginFailed => "auth.login_failed",
             Action::Logout => "auth.logout",
+            Action::LogoutAll => "auth.logout_all",
+            Action::PasswordChanged => "auth.password_changed",
             Action::RefreshReused => "auth.refresh_reused",
             Action::PatCreated => "pat.created",
             Action::PatRevoked => "pat.revoked",

@@ -140,6 +140,18 @@ pub enum LimitKind {
 }
 
 impl LimitKind {
+    /// The share field that sets this limit (`rateLimit`, `budgetUsd`, ...).
+    pub fn field(self) -> &'static str {
+        match self {
+            LimitKind::RequestsPerMinute => "rateLimit",
+            LimitKind::RequestsPerDay => "dailyLimit",
+            LimitKind::TokensPerMinute => "tokensPerMinute",
+            LimitKind::TokensPerDay => "tokensPerDay",
+            LimitKind::Budget => "budgetUsd",
+            LimitKind::Uses => "maxUses",
+        }
+    }
+
     /// What the counter counts, for headers: requests, tokens or micro-USD.
     pub fn unit(self) -> &'static str {
         match self {

@@ -235,6 +235,14 @@ pub trait Kv: MaybeSendSync {
     async fn add(&self, key: &str, delta: i64, ttl_ms: u64) -> Result<i64, KvError>;
     /// Reads a cached value.
     async fn get(&self, key: &str) -> Result<Option<String>, KvError>;
+    /// Reads several values at once (one round trip where the store can), in the keys' order.
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<String>>, KvError> {
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            out.push(self.get(key).await?);
+        }
+        Ok(out)
+    }
     /// Caches a value for `ttl_ms`, replacing any value.
     async fn set(&self, key: &str, value: &str, ttl_ms: u64) -> Result<(), KvError>;
     /// Caches a value for `ttl_ms` unless the key holds one already. A cache fill uses this, so

@@ -38,13 +38,13 @@ pub fn email(value: &str) -> Result<String, Error> {
 }
 
 /// A new password: 10 to 256 characters (NIST SP 800-63B: length over composition rules).
-pub fn new_password(value: &str) -> Result<(), Error> {
+pub fn new_password(field: &'static str, value: &str) -> Result<(), Error> {
     let len = value.chars().count();
     if len < 10 {
-        return Err(Error::invalid("password", "must be at least 10 characters"));
+        return Err(Error::invalid(field, "must be at least 10 characters"));
     }
     if len > 256 {
-        return Err(Error::invalid("password", "must be at most 256 characters"));
+        return Err(Error::invalid(field, "must be at most 256 characters"));
     }
     Ok(())
 }
@@ -101,9 +101,9 @@ mod tests {
             assert!(name("name", bad).is_err(), "{bad:?}");
         }
         assert!(name("name", &"x".repeat(101)).is_err());
-        assert!(new_password("short").is_err());
-        assert!(new_password("long enough pass").is_ok());
-        assert!(new_password(&"p".repeat(257)).is_err());
+        assert!(new_password("password", "short").is_err());
+        assert!(new_password("password", "long enough pass").is_ok());
+        assert!(new_password("password", &"p".repeat(257)).is_err());
         assert!(api_key("sk-abc").is_ok());
         for bad in ["", "sk abc", "sk-\n", "ключ"] {
             assert!(api_key(bad).is_err(), "{bad:?}");

@@ -118,6 +118,18 @@ impl Kv for RedisKv {
             .map_err(err)
     }
 
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<String>>, KvError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let mut cmd = redis::cmd("MGET");
+        for key in keys {
+            cmd.arg(self.key(key));
+        }
+        cmd.query_async(&mut conn).await.map_err(err)
+    }
+
     async fn set(&self, key: &str, value: &str, ttl_ms: u64) -> Result<(), KvError> {
         let mut conn = self.conn.clone();
         redis::cmd("SET")

@@ -66,7 +66,7 @@ pub async fn dispatch(req: Req, ctx: &Ctx) -> Resp {
     } else if path == "/healthz" {
         json(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
     } else {
-        error_response(&Error::NotFound("route"))
+        feen_web::handle(&req)
     }
 }
 
@@ -335,7 +335,13 @@ fn group(path: &str) -> &'static str {
     ]
     .into_iter()
     .find(|(prefix, _)| under(prefix))
-    .map_or("other", |(_, name)| name)
+    .map_or_else(
+        || match feen_web::asset(path) {
+            Some(_) => "web",
+            None => "other",
+        },
+        |(_, name)| name,
+    )
 }
 
 /// `GET /metrics` with `Authorization: Bearer FEEN_METRICS_TOKEN` (no token configured: no

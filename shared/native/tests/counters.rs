@@ -142,6 +142,24 @@ async fn cache_entries_set_get_and_delete(kv: Arc<dyn Kv>) {
     );
 }
 
+async fn many_values_are_read_at_once_in_order(kv: Arc<dyn Kv>) {
+    assert_eq!(
+        kv.get_many(&[]).await.expect("get_many"),
+        Vec::<Option<String>>::new()
+    );
+    kv.set("cache:share:m1", "one", 60_000).await.expect("set");
+    kv.add("ratelimit:m2", 7, 60_000).await.expect("add");
+    let keys = [
+        "ratelimit:m2".to_owned(),
+        "cache:share:absent".to_owned(),
+        "cache:share:m1".to_owned(),
+    ];
+    assert_eq!(
+        kv.get_many(&keys).await.expect("get_many"),
+        vec![Some("7".to_owned()), None, Some("one".to_owned())]
+    );
+}
+
 async fn concurrent_admits_never_exceed_the_limit(kv: Arc<dyn Kv>) {
     let limit = 50;
     let tasks: Vec<_> = (0..200)
@@ -384,6 +402,7 @@ on_every_backend!(
     costs_larger_than_one_count_fully,
     counters_expire_with_their_window,
     cache_entries_set_get_and_delete,
+    many_values_are_read_at_once_in_order,
     concurrent_admits_never_exceed_the_limit,
     a_guard_must_hold_for_anything_to_move,
     lifetime_counters_start_from_their_seed,

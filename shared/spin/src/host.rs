@@ -274,5 +274,20 @@ where
     http::Response::from_parts(parts, OutBody(Some(body)))
 }
 
+/// Runs a handler that needs no context (the dashboard's files): converts the request and the
+/// response, and drains what the handler leaves unread.
+pub async fn serve_plain<F>(req: spin_sdk::http::Request, handler: F) -> http::Response<OutBody>
+where
+    F: FnOnce(&Req) -> Resp,
+{
+    let (parts, body) = req.into_parts();
+    let (body, leftover) =
+        feen_core::body::drainable(body.stream().map(|chunk| chunk.map_err(stream_error)));
+    let resp = handler(&http::Request::from_parts(parts, body));
+    leftover.drain(MAX_DRAIN).await;
+    let (parts, body) = resp.into_parts();
+    http::Response::from_parts(parts, OutBody(Some(body)))
+}
+
 /// The most of an unread request body drained (above the largest body a function accepts).
 const MAX_DRAIN: usize = 48 * 1024 * 1024;

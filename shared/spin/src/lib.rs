@@ -32,3 +32,18 @@ macro_rules! http_entry {
         }
     };
 }
+
+/// The `#[http_service]` entry point of a function that needs no context (no database, no
+/// counters): `feen_spin::plain_entry!(handle);` where `handle(&request) -> response`.
+#[macro_export]
+macro_rules! plain_entry {
+    ($handle:path) => {
+        /// The Spin entry point: this function as a component of its own.
+        #[spin_sdk::http_service]
+        async fn serve_spin(
+            req: spin_sdk::http::Request,
+        ) -> spin_sdk::http::Response<$crate::OutBody> {
+            $crate::serve_plain(req, |req| $handle(req)).await
+        }
+    };
+}

@@ -109,6 +109,46 @@ pub async fn visible(db: &dyn Db, user: &UserId) -> Result<Vec<ApiKey>, DbError>
     decode(rows, from_row)
 }
 
+/// When each key was last used (ms), in the order of `ids`: its newest forwarded request
+/// among the raw usage events, else its newest rolled-up hour with requests (events past
+/// retention); `None` when it never was.
+pub async fn last_used(db: &dyn Db, ids: &[KeyId]) -> Result<Vec<Option<i64>>, DbError> {
+    let mut out = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(100) {
+        let list = (1..=chunk.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = db
+            .query(
+                &format!(
+                    "SELECT k.id, \
+                     CAST((SELECT MAX(e.started_at) FROM usage_events e \
+                           WHERE e.api_key_id = k.id AND e.outcome <> 'refused') AS BIGINT), \
+                     CAST((SELECT MAX(r.bucket_start) FROM usage_rollups r \
+                           WHERE r.api_key_id = k.id AND r.period = 'hour' AND r.requests > 0) AS BIGINT) \
+                     FROM api_keys k WHERE k.id IN ({list})"
+                ),
+                &chunk.iter().map(|id| id.as_str().into()).collect::<Vec<_>>(),
+            )
+            .await?;
+        let mut found = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let last = match (row.opt_int(1)?, row.opt_int(2)?) {
+                (Some(raw), _) => Some(raw),
+                (None, rolled) => rolled,
+            };
+            found.insert(row.text(0)?, last);
+        }
+        out.extend(
+            chunk
+                .iter()
+                .map(|id| found.get(id.as_str()).copied().flatten()),
+        );
+    }
+    Ok(out)
+}
+
 /// Who a key belongs to, so that the caller can be authorised before anything else is read.
 pub async fn owner_of(db: &dyn Db, id: &KeyId) -> Result<Option<Owner>, DbError> {
     let rows = db

@@ -89,6 +89,24 @@ pub async fn revoke_family(db: &dyn Db, family: &SessionId, now: i64) -> Result<
     .map(drop)
 }
 
+/// The logins of a user still alive at `now` (families with an unrevoked, unexpired token).
+pub async fn live_families(
+    db: &dyn Db,
+    user: &UserId,
+    now: i64,
+) -> Result<Vec<SessionId>, DbError> {
+    let rows = db
+        .query(
+            "SELECT DISTINCT family_id FROM sessions \
+             WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > $2",
+            &[user.as_str().into(), now.into()],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| r.text(0).map(SessionId::from_db))
+        .collect()
+}
+
 /// Deletes the refresh tokens that expired before `before` (a periodic job). An expired token is
 /// refused before reuse detection looks at it, so deleting its row changes no answer.
 pub async fn purge_expired(db: &dyn Db, before: i64) -> Result<u64, DbError> {

@@ -67,3 +67,13 @@ pub async fn by_id(db: &dyn Db, id: &UserId) -> Result<Option<User>, DbError> {
         .await?;
     rows.first().map(from_row).transpose()
 }
+
+/// Replaces a user's password hash.
+pub async fn set_password(db: &dyn Db, id: &UserId, password_hash: &str) -> Result<bool, DbError> {
+    db.execute(
+        "UPDATE users SET password_hash = $2 WHERE id = $1",
+        &[id.as_str().into(), password_hash.into()],
+    )
+    .await
+    .map(|n| n == 1)
+}

@@ -220,6 +220,25 @@ impl Kv for UpstashKv {
         })
     }
 
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<String>>, KvError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut command = vec![json!("MGET")];
+        command.extend(keys.iter().map(|k| json!(self.key(k))));
+        match self.run(&command).await? {
+            Json::Array(values) if values.len() == keys.len() => Ok(values
+                .into_iter()
+                .map(|v| match v {
+                    Json::String(s) => Some(s),
+                    Json::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+                .collect()),
+            _ => Err(KvError("MGET did not answer one value per key".into())),
+        }
+    }
+
     async fn set(&self, key: &str, value: &str, ttl_ms: u64) -> Result<(), KvError> {
         self.run(&[
             json!("SET"),

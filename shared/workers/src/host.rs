@@ -356,6 +356,24 @@ pub fn context(env: &worker::Env, context: worker::Context) -> worker::Result<Ct
     })
 }
 
+/// Runs a handler that needs no context (the dashboard's files): converts the request and the
+/// response, and drains what the handler leaves unread.
+pub async fn serve_plain<F>(
+    req: worker::HttpRequest,
+    handler: F,
+) -> worker::Result<http::Response<worker::Body>>
+where
+    F: FnOnce(&Req) -> Resp,
+{
+    let (parts, body) = req.into_parts();
+    let (body, leftover) =
+        feen_core::body::drainable(body.map(|chunk| chunk.map_err(stream_error)));
+    let resp = handler(&http::Request::from_parts(parts, body));
+    leftover.drain(MAX_DRAIN).await;
+    let (parts, body) = resp.into_parts();
+    Ok(http::Response::from_parts(parts, to_worker_body(body)?))
+}
+
 /// The most of an unread request body drained to keep its connection open.
 const MAX_DRAIN: usize = 1024 * 1024;
 

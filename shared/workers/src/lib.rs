@@ -41,3 +41,20 @@ macro_rules! fetch_entry {
         }
     };
 }
+
+/// The `#[event(fetch)]` entry point of a function that needs no context (no database, no
+/// counters): `feen_workers::plain_entry!(handle);` where `handle(&request) -> response`.
+#[macro_export]
+macro_rules! plain_entry {
+    ($handle:path) => {
+        /// The Cloudflare Workers entry point: this function as a Worker of its own.
+        #[worker::event(fetch)]
+        async fn fetch(
+            req: worker::HttpRequest,
+            _env: worker::Env,
+            _ctx: worker::Context,
+        ) -> worker::Result<http::Response<worker::Body>> {
+            $crate::serve_plain(req, |req| $handle(req)).await
+        }
+    };
+}

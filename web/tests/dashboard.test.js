@@ -1,0 +1,403 @@
+// The dashboard in headless Chromium against a real `feen serve`: an owner signs up, adds a key,
+// mints a share, copies its token, the token calls the proxy, the usage shows in the chart, the
+// share is revoked and the next call refused; plus bad input in forms, sessions that survive a
+// reload, refresh when the access cookie has expired, end when signed out everywhere, the other
+// pages, the keyboard, a phone-sized screen, and the security headers. Screenshots of every page
+// are written to artifacts/screenshots (FEEN_SCREENSHOTS_DIR).
+
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { PROVIDER_KEY, screenshot, setUp } from "./harness.js";
+
+/** @type {Awaited<ReturnType<typeof setUp>>} */
+let env;
+before(async () => {
+  env = await setUp();
+});
+after(async () => {
+  await env?.tearDown();
+});
+
+const password = "correct horse battery staple";
+
+/**
+ * A fresh browser context (its own cookies) with the clipboard allowed, on the sign-up page.
+ * @param {{width: number, height: number}} [viewport]
+ */
+async function newPage(viewport = { width: 1280, height: 860 }) {
+  const context = await env.browser.newContext({ viewport });
+  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: env.base });
+  const page = await context.newPage();
+  /** @type {string[]} */
+  const problems = [];
+  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+  page.on("console", (m) => {
+    if (m.type() === "error" && !m.text().includes("401") && !m.text().includes("400") && !m.text().includes("Failed to load resource")) problems.push(`console: ${m.text()}`);
+  });
+  return { context, page, problems };
+}
+
+/**
+ * Signs up a new account through the form; lands on the keys page.
+ * @param {import("playwright-core").Page} page
+ * @param {string} name
+ */
+async function signUp(page, name) {
+  const email = `${name}-${Date.now()}-${Math.random().toString(36).slice(2, 7)}@example.com`.toLowerCase();
+  await page.goto(`${env.base}/#/signup`);
+  await page.getByLabel("Your name").fill(name);
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Create account" }).click();
+  await page.getByRole("heading", { name: "Keys", level: 1 }).waitFor();
+  return email;
+}
+
+/**
+ * Polls until `check` passes (usage is recorded just after the response).
+ * @param {() => Promise<void>} check
+ */
+async function eventually(check, ms = 15_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      return await check();
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+/** @param {string} token */
+const chat = (token) =>
+  fetch(`${env.base}/api/proxy/v1/chat/completions`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: JSON.stringify({ model: "gpt-4o-mini", messages: [{ role: "user", content: "Hi" }] }),
+  });
+
+test("an owner signs up, shares a key, and the usage and revocation show", async () => {
+  const { page, problems, context } = await newPage();
+  await page.goto(env.base);
+  await page.getByRole("heading", { name: "Sign in to Feen" }).waitFor();
+  await screenshot(page, "01-sign-in");
+  // A wrong password is said plainly and changes nothing.
+  await page.getByLabel("Email").fill("nobody@example.com");
+  await page.getByLabel("Password").fill("not the password at all");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("alert").filter({ hasText: "invalid email or password" }).waitFor();
+
+  await page.getByRole("link", { name: "Create an account" }).click();
+  await page.getByRole("heading", { name: "Create your Feen account" }).waitFor();
+  // The server's validation message appears beside the field it is about.
+  await page.getByLabel("Your name").fill("Ann");
+  await page.getByLabel("Email").fill(`ann-${Date.now()}@example.com`);
+  await page.getByLabel("Password").fill("short");
+  await page.getByRole("button", { name: "Create account" }).click();
+  await page.locator('[data-field="password"] .field-error').filter({ hasText: "at least 10 characters" }).waitFor();
+  assert.equal(await page.getByLabel("Password").getAttribute("aria-invalid"), "true");
+  await screenshot(page, "02-sign-up-validation");
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Create account" }).click();
+  await page.getByRole("heading", { name: "Keys", level: 1 }).waitFor();
+  await page.getByText("No keys yet").waitFor();
+  await screenshot(page, "03-keys-empty");
+
+  // Adding a key: a missing field is caught before sending, the server's message shown for the rest.
+  await page.getByRole("button", { name: "Add key" }).first().click();
+  const dialog = page.getByRole("dialog", { name: "Add a provider key" });
+  await dialog.getByRole("button", { name: "Add key" }).click();
+  await dialog.locator('[data-field="name"] .field-error').filter({ hasText: "Name is required" }).waitFor();
+  await dialog.getByLabel("Name", { exact: true }).fill("Team OpenAI key");
+  await dialog.getByLabel("Provider").selectOption("openai");
+  await dialog.getByLabel("API key").fill(PROVIDER_KEY);
+  await dialog.getByLabel("Base URL").fill("ftp://example.com");
+  await dialog.getByRole("button", { name: "Add key" }).click();
+  await dialog.locator('[data-field="baseUrl"] .field-error').waitFor();
+  await screenshot(page, "04-add-key-validation");
+  await dialog.getByLabel("Base URL").fill(env.mockUrl);
+  await dialog.getByRole("button", { name: "Add key" }).click();
+  await dialog.waitFor({ state: "detached" });
+  const keyRow = page.getByRole("row").filter({ hasText: "Team OpenAI key" });
+  await keyRow.waitFor();
+  const rowText = await keyRow.innerText();
+  assert.match(rowText, /OpenAI/);
+  assert.match(rowText, /sk-\.\.\.cdef/);
+  assert.match(rowText, /never/, "a new key was never used");
+  assert.ok(!(await page.content()).includes(PROVIDER_KEY), "the secret is never shown again");
+  await screenshot(page, "05-keys");
+
+  // Minting a share: the token is shown once, copied with the button, with snippets.
+  await page.getByRole("link", { name: "Shares" }).click();
+  await page.getByRole("heading", { name: "Shares", level: 1 }).waitFor();
+  await page.getByText("No shares yet").waitFor();
+  await page.getByRole("button", { name: "Mint a share" }).first().click();
+  const mint = page.getByRole("dialog", { name: "Mint a share" });
+  await mint.getByLabel("Name", { exact: true }).fill("Workshop");
+  await mint.getByLabel("Requests per minute").fill("0");
+  await mint.getByRole("button", { name: "Mint share" }).click();
+  await mint.locator('[data-field="rateLimit"] .field-error').waitFor();
+  await mint.getByLabel("Requests per minute").fill("5");
+  await mint.getByLabel("Budget in USD").fill("2.50");
+  await mint.getByLabel("Allowed models").fill("gpt-4o-mini\ngpt-4o");
+  await screenshot(page, "06-mint-share");
+  await mint.getByRole("button", { name: "Mint share" }).click();
+  const shown = page.getByRole("dialog", { name: "Your new Feen token" });
+  await shown.waitFor();
+  const token = await shown.getByLabel("Feen token").inputValue();
+  assert.match(token, /^feen_[A-Za-z0-9]+$/);
+  await shown.getByRole("button", { name: "Copy token" }).click();
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), token);
+  assert.match(await shown.locator(".snippet").innerText(), new RegExp(`Bearer ${token}`));
+  await shown.getByRole("tab", { name: "OpenAI SDK (Python)" }).click();
+  const openaiSnippet = await shown.locator(".snippet").innerText();
+  assert.ok(openaiSnippet.includes(`base_url="${env.base}/api/proxy/v1"`) && openaiSnippet.includes(token), openaiSnippet);
+  await shown.getByRole("tab", { name: "Anthropic SDK (Python)" }).click();
+  assert.ok((await shown.locator(".snippet").innerText()).includes(`base_url="${env.base}/api/proxy"`));
+  await screenshot(page, "07-token-once");
+  await shown.getByRole("button", { name: "Done" }).click();
+  await page.waitForFunction(() => !document.querySelector("dialog"));
+  assert.ok(!(await page.content()).includes(token), "the token is gone once the dialog closes");
+
+  // The token works with the proxy, and what it used shows up.
+  for (let i = 0; i < 2; i++) {
+    const reply = await chat(token);
+    assert.equal(reply.status, 200, await reply.text());
+  }
+  await eventually(async () => {
+    await page.getByRole("link", { name: "Usage" }).click();
+    await page.reload();
+    await page.getByRole("heading", { name: "Usage", level: 1 }).waitFor();
+    const bars = await page.locator('[data-chart="series"] rect.bar').evaluateAll((rs) => rs.map((r) => Number(r.getAttribute("data-value"))));
+    assert.equal(bars.reduce((a, b) => a + b, 0), 2, `bars: ${bars}`);
+  });
+  const today = await page.locator(".cards").innerText();
+  assert.match(today, /Requests today\s+2\n/i);
+  const breakdown = await page.locator('[data-chart="breakdown"] rect.bar').count();
+  assert.equal(breakdown, 1, "one model");
+  assert.match(await page.getByRole("table", { name: "Usage by model" }).innerText(), /gpt-4o-mini\s+2/);
+  await screenshot(page, "08-usage");
+  await page.getByLabel("Show").selectOption("tokens");
+  await eventually(async () => {
+    const tokens = await page.locator('[data-chart="series"] rect.bar').evaluateAll((rs) => rs.map((r) => Number(r.getAttribute("data-value"))));
+    assert.equal(tokens.reduce((a, b) => a + b, 0), 36, "2 requests of 11 input and 7 output tokens");
+  });
+  const download = page.waitForEvent("download");
+  await page.getByRole("button", { name: "Export CSV" }).click();
+  const csv = await (await download).createReadStream();
+  let text = "";
+  for await (const chunk of csv) text += chunk;
+  assert.match(text.split("\n")[0], /requests/);
+
+  // The share list shows the live count against its limit; the key its last use.
+  await page.getByRole("link", { name: "Shares" }).click();
+  const shareRow = page.getByRole("row").filter({ hasText: "Workshop" });
+  await shareRow.waitFor();
+  await eventually(async () => {
+    await page.reload();
+    const row = await page.getByRole("row").filter({ hasText: "Workshop" }).innerText();
+    assert.match(row, /2 \/ 5 this minute/);
+    // Two requests at 6 micro-USD each, once their reservations are settled.
+    assert.match(row, /\$0\.000012 \/ \$2\.50 this month/);
+  });
+  await screenshot(page, "09-shares");
+  await page.getByRole("link", { name: "Keys" }).click();
+  await page.getByRole("row").filter({ hasText: "Team OpenAI key" }).filter({ hasNotText: "never" }).waitFor();
+
+  // Revoking: asked first, then the next call is refused.
+  await page.getByRole("link", { name: "Shares" }).click();
+  await page.getByRole("row").filter({ hasText: "Workshop" }).getByRole("button", { name: "Revoke" }).click();
+  const sure = page.getByRole("dialog", { name: "Revoke “Workshop”?" });
+  await screenshot(page, "10-revoke-confirm");
+  await sure.getByRole("button", { name: "Revoke share" }).click();
+  await page.getByRole("row").filter({ hasText: "Workshop" }).getByText("revoked").waitFor();
+  const refused = await chat(token);
+  assert.equal(refused.status, 401);
+  assert.equal((await refused.json()).error.code, "invalid_token");
+
+  // The audit log has it all, and its chain verifies.
+  await page.getByRole("link", { name: "Audit log" }).click();
+  await page.getByRole("heading", { name: "Audit log", level: 1 }).waitFor();
+  for (const action of ["share.revoked", "share.minted", "key.added", "auth.login"]) {
+    await page.getByRole("cell", { name: action, exact: true }).first().waitFor();
+  }
+  await page.getByRole("button", { name: "Verify the chain" }).click();
+  await page.getByText("the chain is intact").waitFor();
+  await page.getByLabel("Action").selectOption("key.added");
+  await page.getByRole("button", { name: "Filter" }).click();
+  await eventually(async () => assert.equal(await page.getByRole("table", { name: "Audit log entries" }).locator("tbody tr").count(), 1));
+  await screenshot(page, "11-audit");
+
+  // A reload keeps the session.
+  await page.reload();
+  await page.getByRole("heading", { name: "Audit log", level: 1 }).waitFor();
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+test("an expired access cookie is refreshed; signing out, everywhere or here, ends the session", async () => {
+  const { page, context, problems } = await newPage();
+  const email = await signUp(page, "Sessions");
+  const cookies = await context.cookies();
+  const access = cookies.find((c) => c.name === "feen_access");
+  const refresh = cookies.find((c) => c.name === "feen_refresh");
+  assert.ok(access?.httpOnly && access.sameSite === "Strict" && refresh?.httpOnly && refresh.path === "/api/auth");
+  assert.equal(await page.evaluate(() => document.cookie), "", "the session is invisible to scripts");
+
+  // The access token expires after 15 minutes: without its cookie the next call refreshes.
+  await context.clearCookies({ name: "feen_access" });
+  await page.getByRole("link", { name: "Teams" }).click();
+  await page.getByRole("heading", { name: "Teams", level: 1 }).waitFor();
+  await page.getByText("No teams yet").waitFor();
+  const after = await context.cookies();
+  assert.ok(after.some((c) => c.name === "feen_access"), "a new access cookie");
+  assert.notEqual(after.find((c) => c.name === "feen_refresh")?.value, refresh.value, "the refresh token rotated");
+  // Several calls at once with an expired access cookie share one refresh (a second would be
+  // taken for a stolen token and end the session).
+  await context.clearCookies({ name: "feen_access" });
+  await page.getByRole("link", { name: "Usage" }).click();
+  await page.getByRole("heading", { name: "Usage", level: 1 }).waitFor();
+  await page.getByText("No usage in this range").waitFor();
+  await page.reload();
+  await page.getByRole("heading", { name: "Usage", level: 1 }).waitFor();
+
+  // Signed out everywhere from another device: this tab's next call goes to the sign-in page.
+  const other = await fetch(`${env.base}/api/auth/login`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email, password }) });
+  const { accessToken } = await other.json();
+  const out = await fetch(`${env.base}/api/auth/logout-all`, { method: "POST", headers: { authorization: `Bearer ${accessToken}` } });
+  assert.equal(out.status, 204);
+  await page.getByRole("link", { name: "Keys" }).click();
+  await page.getByRole("heading", { name: "Sign in to Feen" }).waitFor();
+  await page.getByText("Your session has ended").waitFor();
+  await page.reload();
+  await page.getByRole("heading", { name: "Sign in to Feen" }).waitFor();
+
+  // Sign in again, then sign out here: a reload stays signed out.
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { name: "Keys", level: 1 }).waitFor();
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByRole("heading", { name: "Sign in to Feen" }).waitFor();
+  await page.reload();
+  await page.getByRole("heading", { name: "Sign in to Feen" }).waitFor();
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+test("teams and settings work, with the keyboard too", async () => {
+  const { page, context, problems } = await newPage();
+  const email = await signUp(page, "Teamer");
+
+  // Keyboard only: open the add-key dialog, Escape closes it and focus returns.
+  await page.getByRole("heading", { name: "Keys", level: 1 }).focus();
+  await page.keyboard.press("Tab");
+  assert.equal(await page.evaluate(() => document.activeElement?.textContent), "Add key");
+  await page.keyboard.press("Enter");
+  await page.getByRole("dialog", { name: "Add a provider key" }).waitFor();
+  assert.equal(await page.evaluate(() => document.activeElement?.getAttribute("name")), "name", "focus moves into the dialog");
+  await page.keyboard.press("Escape");
+  await page.getByRole("dialog").waitFor({ state: "detached" });
+
+  await page.getByRole("link", { name: "Teams" }).click();
+  await page.getByRole("button", { name: "New team" }).click();
+  const create = page.getByRole("dialog", { name: "New team" });
+  await create.getByLabel("Team name").fill("Research");
+  await create.getByRole("button", { name: "Create team" }).click();
+  await page.getByRole("row").filter({ hasText: "Research" }).getByRole("button", { name: "Open" }).click();
+  await page.getByRole("heading", { name: "Research", level: 2 }).waitFor();
+  await page.getByLabel("Email", { exact: true }).fill("bea@example.com");
+  await page.getByLabel("Role").selectOption("admin");
+  await page.getByRole("button", { name: "Send invitation" }).click();
+  const invite = page.getByRole("dialog", { name: "Invitation made" });
+  assert.match(await invite.getByLabel("Invitation token").inputValue(), /^feeninv_/);
+  await invite.getByRole("button", { name: "Done" }).click();
+  await page.getByRole("table", { name: "Pending invitations" }).getByText("bea@example.com").waitFor();
+  await screenshot(page, "12-teams");
+
+  await page.getByRole("link", { name: "Settings" }).click();
+  await page.getByRole("heading", { name: "Settings", level: 1 }).waitFor();
+  await page.getByRole("button", { name: "New token" }).click();
+  const pat = page.getByRole("dialog", { name: "New personal access token" });
+  await pat.getByLabel("Name", { exact: true }).fill("laptop CLI");
+  await pat.getByRole("button", { name: "Make token" }).click();
+  const patToken = await page.getByRole("dialog", { name: "Your new personal access token" }).getByLabel("Personal access token").inputValue();
+  assert.match(patToken, /^feenpat_/);
+  await page.getByRole("dialog", { name: "Your new personal access token" }).getByRole("button", { name: "Done" }).click();
+  await page.getByRole("row").filter({ hasText: "laptop CLI" }).waitFor();
+  const me = await fetch(`${env.base}/api/auth/me`, { headers: { authorization: `Bearer ${patToken}` } });
+  assert.equal((await me.json()).user.email, email);
+
+  await page.getByLabel("Current password").fill("not my password");
+  await page.getByLabel("New password").fill("a new and longer passphrase");
+  await page.getByRole("button", { name: "Change password" }).click();
+  await page.locator('[data-field="currentPassword"] .field-error').filter({ hasText: "is not your current password" }).waitFor();
+  await screenshot(page, "13-settings");
+  await page.getByLabel("Current password").fill(password);
+  await page.getByRole("button", { name: "Change password" }).click();
+  await page.getByText("Password changed").waitFor();
+  const oldLogin = await fetch(`${env.base}/api/auth/login`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email, password }) });
+  assert.equal(oldLogin.status, 401);
+  // This tab stays signed in with its new session.
+  await page.getByRole("link", { name: "Keys" }).click();
+  await page.getByRole("heading", { name: "Keys", level: 1 }).waitFor();
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+test("on a phone-sized screen every page fits and tables become cards", async () => {
+  const { page, context, problems } = await newPage({ width: 390, height: 844 });
+  await signUp(page, "Phone");
+  for (const [name, heading] of [["keys", "Keys"], ["shares", "Shares"], ["usage", "Usage"], ["audit", "Audit log"], ["teams", "Teams"], ["settings", "Settings"]]) {
+    await page.goto(`${env.base}/#/${name}`);
+    await page.getByRole("heading", { name: heading, level: 1 }).waitFor();
+    await page.locator('[aria-busy="true"]').waitFor({ state: "detached" });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    if (name === "audit") {
+      // The sign-up's login is in the log: its table is shown as cards.
+      assert.equal(await page.locator(".table thead").first().evaluate((el) => getComputedStyle(el).display), "none");
+    }
+    assert.ok(overflow <= 0, `${name} is ${overflow}px wider than the screen`);
+    await screenshot(page, `14-phone-${name}`);
+  }
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+test("the dashboard is served with a strict security policy and nothing inline", async () => {
+  const resp = await fetch(`${env.base}/`);
+  assert.equal(resp.status, 200);
+  const csp = resp.headers.get("content-security-policy") ?? "";
+  assert.match(csp, /default-src 'none'/);
+  assert.match(csp, /script-src 'self'(;|$)/);
+  assert.match(csp, /frame-ancestors 'none'/);
+  assert.equal(resp.headers.get("x-content-type-options"), "nosniff");
+  assert.equal(resp.headers.get("referrer-policy"), "no-referrer");
+  const html = await resp.text();
+  assert.ok(!/<script>|<script [^>]*>[^<]/.test(html), "no inline script");
+  // A page that tries inline code is blocked by the policy in a real browser.
+  const { page, context } = await newPage();
+  /** @type {string[]} */
+  const violations = [];
+  page.on("console", (m) => {
+    if (m.text().includes("Content Security Policy")) violations.push(m.text());
+  });
+  await page.goto(env.base);
+  await page.getByRole("heading", { name: "Sign in to Feen" }).waitFor();
+  const ran = await page.evaluate(() => {
+    const s = document.createElement("script");
+    s.textContent = "window.__inline = 1";
+    document.body.append(s);
+    return /** @type {any} */ (window).__inline === 1;
+  });
+  assert.equal(ran, false, "inline script must not run");
+  assert.ok(violations.length > 0);
+  const etag = resp.headers.get("etag") ?? "";
+  const again = await fetch(`${env.base}/`, { headers: { "if-none-match": etag } });
+  assert.equal(again.status, 304);
+  const missing = await fetch(`${env.base}/nope.js`);
+  assert.equal(missing.status, 404);
+  assert.equal((await missing.json()).error.code, "not_found");
+  await context.close();
+});
