@@ -836,7 +836,14 @@ async fn unknown_routes_and_methods_get_json_errors() {
             StatusCode::NOT_FOUND,
             "not_found",
         ),
-        (Method::GET, "/", StatusCode::NOT_FOUND, "not_found"),
+        // `/` is the dashboard; beside it, only its own files exist.
+        (Method::GET, "/nothing", StatusCode::NOT_FOUND, "not_found"),
+        (
+            Method::POST,
+            "/",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
         (
             Method::PUT,
             "/api/teams",

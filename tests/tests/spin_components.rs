@@ -37,6 +37,10 @@ fn interfaces(bytes: &[u8]) -> (Vec<String>, Vec<String>) {
 fn every_component_imports_only_wasi_interfaces() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let manifest = Manifest::read(&root.join("spin.toml")).expect("spin.toml");
+    let doc: toml::Table = std::fs::read_to_string(root.join("spin.toml"))
+        .expect("spin.toml")
+        .parse()
+        .expect("spin.toml is TOML");
     // One component per function crate.
     let functions = std::fs::read_dir(root.join("functions"))
         .expect("functions/")
@@ -60,8 +64,17 @@ fn every_component_imports_only_wasi_interfaces() {
         assert!(!imports.is_empty(), "{name}: no imports found");
         let foreign: Vec<&String> = imports.iter().filter(|i| !i.starts_with("wasi:")).collect();
         assert!(foreign.is_empty(), "{name} imports {foreign:?}");
-        assert!(
+        // A component makes outbound requests exactly when spin.toml lets it reach a host (the
+        // web component, which serves compiled-in files, is granted none and needs none).
+        let may_connect = doc
+            .get("component")
+            .and_then(|c| c.get(name.as_str()))
+            .and_then(|c| c.get("allowed_outbound_hosts"))
+            .and_then(|h| h.as_array())
+            .is_some_and(|h| !h.is_empty());
+        assert_eq!(
             imports.iter().any(|i| i.starts_with("wasi:http/client@")),
+            may_connect,
             "{name}: {imports:?}"
         );
         assert!(

@@ -197,7 +197,7 @@ function field(f, prefix) {
     });
   }
   return h("div", { class: "field", "data-field": f.name },
-    h("label", { for: id, text: f.label + (f.required ? "" : " (optional)") }),
+    h("label", { for: id, text: f.label + (f.required || f.type === "select" ? "" : " (optional)") }),
     input,
     f.hint ? h("p", { class: "hint", id: hintId, text: f.hint }) : null,
     h("p", { class: "field-error", id: errorId, hidden: true }));
