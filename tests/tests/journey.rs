@@ -510,6 +510,42 @@ async fn updated_limits_and_regenerated_tokens_take_effect_at_once() {
         )
         .await;
     assert_eq!(unlimited.body["rateLimit"], Value::Null);
+    // A budget, then `budgetUsd: null` alone clears it (its period goes with it); a period
+    // without an amount is still refused.
+    let path = format!("/api/shared/{share}");
+    let budgeted = api
+        .patch(
+            &path,
+            &user.token,
+            json!({"budgetUsd": 4, "budgetPeriod": "week"}),
+        )
+        .await;
+    assert_eq!(
+        (&budgeted.body["budgetUsd"], &budgeted.body["budgetPeriod"]),
+        (&json!(4.0), &json!("week")),
+        "{}",
+        budgeted.text
+    );
+    let cleared = api
+        .patch(&path, &user.token, json!({"budgetUsd": null}))
+        .await;
+    assert_eq!(cleared.status, StatusCode::OK, "{}", cleared.text);
+    assert_eq!(
+        (&cleared.body["budgetUsd"], &cleared.body["budgetPeriod"]),
+        (&Value::Null, &Value::Null)
+    );
+    let period_alone = api
+        .patch(&path, &user.token, json!({"budgetPeriod": "day"}))
+        .await;
+    assert_eq!(
+        (
+            period_alone.status,
+            period_alone.body["error"]["field"].as_str()
+        ),
+        (StatusCode::BAD_REQUEST, Some("budgetPeriod")),
+        "{}",
+        period_alone.text
+    );
 
     let regenerated = api
         .post(

@@ -69,6 +69,24 @@ async function eventually(check, ms = 15_000) {
   }
 }
 
+/** Waits for the next UTC minute when less than `margin` ms of this one remain: a test that
+ * counts requests against a per-minute limit must not straddle two windows. */
+async function withinOneMinute(margin = 20_000) {
+  const left = 60_000 - (Date.now() % 60_000);
+  if (left < margin) await new Promise((r) => setTimeout(r, left + 100));
+}
+
+/**
+ * Waits for a form dialog to close after its submit; fails with what the form shows otherwise.
+ * @param {import("playwright-core").Locator} dialog
+ */
+async function closes(dialog) {
+  const errors = dialog.locator(".form-error:visible, .field-error:visible");
+  await Promise.race([dialog.waitFor({ state: "detached" }), errors.first().waitFor()]);
+  assert.deepEqual(await errors.allInnerTexts().catch(() => []), [], "the form refused the input");
+  await dialog.waitFor({ state: "detached" });
+}
+
 /** @param {string} token */
 const chat = (token) =>
   fetch(`${env.base}/api/proxy/v1/chat/completions`, {
@@ -161,6 +179,7 @@ test("an owner signs up, shares a key, and the usage and revocation show", async
   assert.ok(!(await page.content()).includes(token), "the token is gone once the dialog closes");
 
   // The token works with the proxy, and what it used shows up.
+  await withinOneMinute(40_000);
   for (let i = 0; i < 2; i++) {
     const reply = await chat(token);
     assert.equal(reply.status, 200, await reply.text());
@@ -343,6 +362,115 @@ test("teams and settings work, with the keyboard too", async () => {
   await page.getByRole("link", { name: "Keys" }).click();
   await page.getByRole("heading", { name: "Keys", level: 1 }).waitFor();
   assert.deepEqual(problems, []);
+  await context.close();
+});
+
+test("keys and shares change: rename, new secret, limits, new token, delete", async () => {
+  const { page, context, problems } = await newPage();
+  await signUp(page, "Changer");
+  await page.getByRole("button", { name: "Add key" }).first().click();
+  const add = page.getByRole("dialog", { name: "Add a provider key" });
+  await add.getByLabel("Name", { exact: true }).fill("Key one");
+  await add.getByLabel("API key").fill(PROVIDER_KEY);
+  await add.getByLabel("Base URL").fill(env.mockUrl);
+  await add.getByRole("button", { name: "Add key" }).click();
+  await page.getByRole("row").filter({ hasText: "Key one" }).waitFor();
+
+  // Rename.
+  await page.getByRole("row").filter({ hasText: "Key one" }).getByRole("button", { name: "Rename" }).click();
+  const rename = page.getByRole("dialog", { name: "Rename “Key one”" });
+  await rename.getByLabel("Name", { exact: true }).fill("Key two");
+  await rename.getByRole("button", { name: "Rename" }).click();
+  await page.getByRole("row").filter({ hasText: "Key two" }).waitFor();
+
+  // Mint, then change the limits: the list shows the new ones, the proxy enforces them.
+  await page.getByRole("link", { name: "Shares" }).click();
+  await page.getByRole("button", { name: "Mint a share" }).first().click();
+  const mint = page.getByRole("dialog", { name: "Mint a share" });
+  await mint.getByLabel("Name", { exact: true }).fill("Changing");
+  await mint.getByLabel("Budget in USD").fill("3");
+  await mint.getByRole("button", { name: "Mint share" }).click();
+  const first = page.getByRole("dialog", { name: "Your new Feen token" });
+  const token = await first.getByLabel("Feen token").inputValue();
+  // Closing without copying asks first.
+  await first.getByRole("button", { name: "Done" }).click();
+  await page.getByRole("dialog", { name: "Close without copying?" }).getByRole("button", { name: "Close anyway" }).click();
+  await page.waitForFunction(() => !document.querySelector("dialog"));
+  const row = () => page.getByRole("row").filter({ hasText: "Changing" });
+  await withinOneMinute();
+  await row().getByRole("button", { name: "Edit limits" }).click();
+  const edit = page.getByRole("dialog", { name: "Limits of “Changing”" });
+  assert.equal(await edit.getByLabel("Budget in USD").inputValue(), "3");
+  await edit.getByLabel("Requests per minute").fill("1");
+  await edit.getByLabel("Budget in USD").fill("");
+  await edit.getByRole("button", { name: "Save limits" }).click();
+  await closes(edit);
+  await eventually(async () => {
+    const text = await row().innerText();
+    assert.match(text, /0 \/ 1 this minute/);
+    assert.doesNotMatch(text, /this month/, "the budget was cleared");
+  });
+  assert.equal((await chat(token)).status, 200);
+  const limited = await chat(token);
+  assert.equal(limited.status, 429, "the new limit applies at once");
+
+  // A new token: the old one stops, the new one works (its limits stay).
+  await row().getByRole("button", { name: "New token" }).click();
+  await page.getByRole("dialog", { name: "New token for “Changing”?" }).getByRole("button", { name: "Make a new token" }).click();
+  const second = page.getByRole("dialog", { name: "Your new Feen token" });
+  const fresh = await second.getByLabel("Feen token").inputValue();
+  assert.notEqual(fresh, token);
+  await second.getByRole("button", { name: "Copy token" }).click();
+  await second.getByRole("button", { name: "Done" }).click();
+  assert.equal((await chat(token)).status, 401);
+  // Clearing a limit removes it: the new token is no longer held to one request a minute.
+  await row().getByRole("button", { name: "Edit limits" }).click();
+  const clear = page.getByRole("dialog", { name: "Limits of “Changing”" });
+  assert.equal(await clear.getByLabel("Requests per minute").inputValue(), "1");
+  await clear.getByLabel("Requests per minute").fill("");
+  await clear.getByRole("button", { name: "Save limits" }).click();
+  await closes(clear);
+  await eventually(async () => assert.match(await row().innerText(), /no limits/));
+  assert.equal((await chat(fresh)).status, 200);
+
+  // A new secret for the key: the provider now sees it (the mock refuses a key it does not know).
+  await page.getByRole("link", { name: "Keys" }).click();
+  await page.getByRole("row").filter({ hasText: "Key two" }).getByRole("button", { name: "Replace secret" }).click();
+  const rotate = page.getByRole("dialog", { name: "Replace the secret of “Key two”" });
+  await rotate.getByLabel("New API key").fill("sk-not-the-mock-key-000");
+  await rotate.getByRole("button", { name: "Replace secret" }).click();
+  await page.getByRole("row").filter({ hasText: "Key two" }).filter({ hasText: "sk-...-000" }).waitFor();
+  const upstreamRefused = await chat(fresh);
+  assert.equal(upstreamRefused.status, 401, "the provider refused the replaced secret");
+
+  // Deleting asks first; cancelling keeps the key, confirming ends its shares at once.
+  await page.getByRole("row").filter({ hasText: "Key two" }).getByRole("button", { name: "Delete" }).click();
+  await page.getByRole("dialog", { name: "Delete “Key two”?" }).getByRole("button", { name: "Cancel" }).click();
+  await page.getByRole("row").filter({ hasText: "Key two" }).waitFor();
+  await page.getByRole("row").filter({ hasText: "Key two" }).getByRole("button", { name: "Delete" }).click();
+  await page.getByRole("dialog", { name: "Delete “Key two”?" }).getByRole("button", { name: "Delete key" }).click();
+  await page.getByText("No keys yet").waitFor();
+  assert.equal((await chat(fresh)).status, 401);
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
+test("loading failures show an error with a way to try again", async () => {
+  const { page, context } = await newPage();
+  await signUp(page, "Flaky");
+  // The API answers 503 once (as during an outage): the page says so and offers a retry.
+  let failures = 0;
+  await page.route("**/api/keys", async (route) => {
+    failures++;
+    await route.fulfill({ status: 503, contentType: "application/json", body: JSON.stringify({ type: "error", error: { code: "unavailable", message: "the service is unavailable; try again shortly", type: "api_error" } }) });
+  });
+  await page.reload();
+  await page.getByRole("alert").filter({ hasText: "the service is unavailable" }).waitFor();
+  await screenshot(page, "15-error-state");
+  await page.unroute("**/api/keys");
+  await page.getByRole("button", { name: "Try again" }).click();
+  await page.getByText("No keys yet").waitFor();
+  assert.ok(failures >= 1);
   await context.close();
 });
 

@@ -247,6 +247,8 @@ impl ShareBody {
             };
             let period = match &self.budget_period {
                 Some(v) => v.clone(),
+                // `budgetUsd: null` clears the budget, and with it its period.
+                None if usd.is_none() => None,
                 None => policy.budget.map(|b| b.period.as_str().to_owned()),
             };
             policy.budget = budget(usd, period.as_deref())?;
