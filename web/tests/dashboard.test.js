@@ -310,6 +310,7 @@ test("teams and settings work, with the keyboard too", async () => {
   const email = await signUp(page, "Teamer");
 
   // Keyboard only: open the add-key dialog, Escape closes it and focus returns.
+  await page.getByText("No keys yet").waitFor();
   await page.getByRole("heading", { name: "Keys", level: 1 }).focus();
   await page.keyboard.press("Tab");
   assert.equal(await page.evaluate(() => document.activeElement?.textContent), "Add key");
@@ -318,6 +319,7 @@ test("teams and settings work, with the keyboard too", async () => {
   assert.equal(await page.evaluate(() => document.activeElement?.getAttribute("name")), "name", "focus moves into the dialog");
   await page.keyboard.press("Escape");
   await page.getByRole("dialog").waitFor({ state: "detached" });
+  assert.equal(await page.evaluate(() => document.activeElement?.textContent), "Add key", "focus returns to the button");
 
   await page.getByRole("link", { name: "Teams" }).click();
   await page.getByRole("button", { name: "New team" }).click();
@@ -333,6 +335,42 @@ test("teams and settings work, with the keyboard too", async () => {
   assert.match(await invite.getByLabel("Invitation token").inputValue(), /^feeninv_/);
   await invite.getByRole("button", { name: "Done" }).click();
   await page.getByRole("table", { name: "Pending invitations" }).getByText("bea@example.com").waitFor();
+
+  // A second person joins with the token from the dialog, and the owner changes their role.
+  const second = await newPage();
+  const cyEmail = await signUp(second.page, "Cy");
+  await page.getByLabel("Email", { exact: true }).fill(cyEmail);
+  await page.getByLabel("Role").selectOption("member");
+  await page.getByRole("button", { name: "Send invitation" }).click();
+  const made = page.getByRole("dialog", { name: "Invitation made" });
+  const inviteToken = await made.getByLabel("Invitation token").inputValue();
+  await made.getByRole("button", { name: "Done" }).click();
+  await second.page.getByRole("link", { name: "Teams" }).click();
+  await second.page.getByRole("button", { name: "Accept an invitation" }).click();
+  const join = second.page.getByRole("dialog", { name: "Accept an invitation" });
+  await join.getByLabel("Invitation token").fill("feeninv_not_a_real_token");
+  await join.getByRole("button", { name: "Join team" }).click();
+  await join.locator(".form-error:visible, .field-error:visible").first().waitFor();
+  await join.getByLabel("Invitation token").fill(inviteToken);
+  await join.getByRole("button", { name: "Join team" }).click();
+  await closes(join);
+  const cyRow = second.page.getByRole("row").filter({ hasText: "Research" });
+  assert.match(await cyRow.innerText(), /member/);
+  await page.getByRole("button", { name: "Open" }).click();
+  const member = page.getByRole("table", { name: "Members" }).getByRole("row").filter({ hasText: cyEmail });
+  await member.getByLabel("Role of Cy").selectOption("viewer");
+  await page.getByText("Role changed").waitFor();
+  await second.page.reload();
+  await eventually(async () => assert.match(await second.page.getByRole("row").filter({ hasText: "Research" }).innerText(), /viewer/));
+  // A viewer sees the members but none of the admin's controls.
+  await second.page.getByRole("row").filter({ hasText: "Research" }).getByRole("button", { name: "Open" }).click();
+  await second.page.getByRole("heading", { name: "Research", level: 2 }).waitFor();
+  assert.equal(await second.page.getByRole("button", { name: "Send invitation" }).count(), 0);
+  assert.equal(await second.page.getByRole("button", { name: "Delete team" }).count(), 0);
+  assert.deepEqual(second.problems, []);
+  await second.context.close();
+  await page.getByRole("table", { name: "Members" }).getByRole("row").filter({ hasText: cyEmail }).getByLabel("Role of Cy").waitFor();
+  assert.equal(await page.getByLabel("Role of Cy").inputValue(), "viewer");
   await screenshot(page, "12-teams");
 
   await page.getByRole("link", { name: "Settings" }).click();

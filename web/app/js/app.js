@@ -99,8 +99,13 @@ async function render() {
   replace(main, loading());
   try {
     const module = await page.load();
-    await module.render(main, session);
-    /** @type {HTMLElement | null} */ (main.querySelector("h1"))?.focus({ preventScroll: true });
+    // The heading takes focus as soon as it is there (screen readers announce the new page),
+    // unless the reader has moved on by the time the page's data arrives.
+    const heading = () => /** @type {HTMLElement | null} */ (main.querySelector("h1"))?.focus({ preventScroll: true });
+    const rendering = module.render(main, session);
+    heading();
+    await rendering;
+    if (document.activeElement === document.body || document.activeElement === main) heading();
   } catch (err) {
     replace(main, failed(err, render));
   }
