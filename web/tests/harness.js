@@ -68,7 +68,7 @@ export async function setUp() {
   const mock = await start(path.join(target, "debug/mock-provider"), ["127.0.0.1:0", PROVIDER_KEY], {}, /listening on (http:\/\/\S+)/);
   const data = mkdtempSync(path.join(tmpdir(), "feen-web-"));
   const port = await freePort();
-  const feen = await start(path.join(target, "debug/feen"), ["serve", "--listen", `127.0.0.1:${port}`, "--data-dir", data], {
+  const feen = await start(process.env.FEEN_BIN ?? path.join(target, "debug/feen"), ["serve", "--listen", `127.0.0.1:${port}`, "--data-dir", data], {
     FEEN_ALLOW_PRIVATE_UPSTREAMS: "1",
     FEEN_JOBS_INTERVAL_SECS: "0",
     FEEN_LOG: "warn",
