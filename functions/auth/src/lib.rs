@@ -170,21 +170,12 @@ async fn login(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
             message: "invalid email or password",
         });
     };
-    let family = SessionId::new(now, ctx.random());
-    let session = Session {
-        id: family.clone(),
-        family,
-        user: user.id.clone(),
-        expires_at: now + REFRESH_TTL_MS,
-        rotated_at: None,
-        revoked_at: None,
-    };
-    let resp = issue_session(ctx, &session, Some(&user), StatusCode::OK).await?;
+    let (resp, family) = start_session(ctx, &user).await?;
     let event = Event {
         owner: user.id.as_str(),
         actor: Some(user.id.as_str()),
         action: Action::Login,
-        resource: Some(("session", session.family.as_str())),
+        resource: Some(("session", family.as_str())),
         details: json!({}),
     };
     audit::record(ctx, &origin, event).await;
@@ -235,6 +226,22 @@ async fn new_device_alert(ctx: &Ctx, user: &users::User, origin: &Origin) {
         ),
     };
     feen_service::mail::notify(ctx, message).await;
+}
+
+/// Starts a new login (a session family) for `user`: the answer a login gives, and the family.
+async fn start_session(ctx: &Ctx, user: &users::User) -> Result<(Resp, SessionId), Error> {
+    let now = ctx.now_ms();
+    let family = SessionId::new(now, ctx.random());
+    let session = Session {
+        id: family.clone(),
+        family: family.clone(),
+        user: user.id.clone(),
+        expires_at: now + REFRESH_TTL_MS,
+        rotated_at: None,
+        revoked_at: None,
+    };
+    let resp = issue_session(ctx, &session, Some(user), StatusCode::OK).await?;
+    Ok((resp, family))
 }
 
 /// Stores a refresh token for `session` and answers with it and a fresh access token.
@@ -467,17 +474,7 @@ async fn change_password(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
         return Err(Error::unauthenticated());
     }
     end_every_session(ctx, &user.id).await?;
-    let now = ctx.now_ms();
-    let family = SessionId::new(now, ctx.random());
-    let session = Session {
-        id: family.clone(),
-        family,
-        user: user.id.clone(),
-        expires_at: now + REFRESH_TTL_MS,
-        rotated_at: None,
-        revoked_at: None,
-    };
-    let resp = issue_session(ctx, &session, Some(&user), StatusCode::OK).await?;
+    let (resp, _) = start_session(ctx, &user).await?;
     let event = Event {
         owner: user.id.as_str(),
         actor: Some(user.id.as_str()),
