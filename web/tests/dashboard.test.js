@@ -525,6 +525,9 @@ test("on a phone-sized screen every page fits and tables become cards", async ()
       assert.equal(await page.locator(".table thead").first().evaluate((el) => getComputedStyle(el).display), "none");
     }
     assert.ok(overflow <= 0, `${name} is ${overflow}px wider than the screen`);
+    // Nor is anything cut off inside a table shown as cards (long ids wrap).
+    const hidden = await page.locator(".table-wrap").evaluateAll((ws) => ws.map((w) => w.scrollWidth - w.clientWidth));
+    assert.ok(hidden.every((px) => px <= 0), `${name}: a table scrolls sideways by ${hidden}px`);
     await screenshot(page, `14-phone-${name}`);
   }
   assert.deepEqual(problems, []);

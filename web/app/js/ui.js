@@ -90,7 +90,7 @@ export function table(columns, rows, caption) {
     h("table", { class: "table" },
       h("caption", { class: "visually-hidden", text: caption }),
       h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col", text: c.label, class: c.class })))),
-      h("tbody", {}, rows.map((row) => h("tr", {}, columns.map((c) => h("td", { "data-label": c.label, class: c.class }, c.cell(row))))))));
+      h("tbody", {}, rows.map((row) => h("tr", {}, columns.map((c) => h("td", { "data-label": c.label, class: c.class }, h("div", { class: "cell" }, c.cell(row)))))))));
 }
 
 /**
