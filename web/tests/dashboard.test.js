@@ -196,6 +196,14 @@ test("an owner signs up, shares a key, and the usage and revocation show", async
   const breakdown = await page.locator('[data-chart="breakdown"] rect.bar').count();
   assert.equal(breakdown, 1, "one model");
   assert.match(await page.getByRole("table", { name: "Usage by model" }).innerText(), /gpt-4o-mini\s+2/);
+  // This month's bill: the cost per key and per share (not final until the month is over).
+  await eventually(async () => {
+    const bill = await page.locator(".bill-total").innerText();
+    assert.match(bill, /\$0\.000012 for 2 requests in \d{4}-\d\d/);
+    assert.match(bill, /so far/);
+  });
+  assert.match(await page.getByRole("table", { name: "Cost by key" }).innerText(), /Team OpenAI key\s+2\s+\$0\.000012/);
+  assert.match(await page.getByRole("table", { name: "Cost by share" }).innerText(), /Workshop\s+Team OpenAI key\s+2/);
   await screenshot(page, "08-usage");
   await page.getByLabel("Show").selectOption("tokens");
   await eventually(async () => {

@@ -22,6 +22,9 @@
  * @typedef {Figures & {group: string}} UsageRow
  * @typedef {{from: string, to: string, groupBy: string, rolledUpTo: string | null,
  *   rows: UsageRow[], totals: Figures}} Usage
+ * @typedef {{requests: number, costMicros: number, costUsd: number, unpricedRequests: number}} BillLine
+ * @typedef {{ownerId: string, month: string, final: boolean, total: BillLine,
+ *   byKey: (BillLine & {keyId: string})[], byShare: (BillLine & {shareId: string, keyId: string})[]}} Bill
  * @typedef {{id: string, seq: number, actorId: string | null, action: string,
  *   resourceType: string | null, resourceId: string | null, at: string, clientIp: string | null,
  *   userAgent: string | null, details: {[k: string]: unknown}, hash: string}} AuditEntry
@@ -218,6 +221,11 @@ export const analytics = {
     const resp = await send("GET", `/api/analytics/usage${query({ ...params, format: "csv" })}`, undefined);
     return resp.text();
   },
+};
+
+export const billing = {
+  /** @param {{month: string, teamId?: string}} params @returns {Promise<Bill>} */
+  month: (params) => call("GET", `/api/analytics/billing${query(params)}`),
 };
 
 export const audit = {

@@ -5,7 +5,7 @@ import * as api from "../api.js";
 import { barChart } from "../chart.js";
 import { h, replace } from "../dom.js";
 import { count, money, short } from "../format.js";
-import { empty, failed, loading, pageHeader, table, toast } from "../ui.js";
+import { badge, empty, failed, loading, pageHeader, show, table, toast } from "../ui.js";
 
 const RANGES = /** @type {[string, string][]} */ ([["24h", "Last 24 hours"], ["7d", "Last 7 days"], ["30d", "Last 30 days"]]);
 const METRICS = /** @type {[string, string][]} */ ([["requests", "Requests"], ["tokens", "Tokens"], ["cost", "Cost (USD)"]]);
@@ -38,9 +38,9 @@ const formatter = (metric) => (metric === "cost" ? money : short);
 
 /**
  * @param {HTMLElement} main
- * @param {import("../app.js").Session} _s
+ * @param {import("../app.js").Session} s
  */
-export async function render(main, _s) {
+export async function render(main, s) {
   const [keys, shares] = await Promise.all([api.keys.list(), api.shares.list()]);
   const today = h("section", { class: "cards", "aria-label": "Today" });
   const results = h("div", {});
@@ -57,7 +57,8 @@ export async function render(main, _s) {
     control("filter", "Of", filters, ""),
     control("breakdown", "Broken down by", BREAKDOWNS, "model"),
     h("button", { type: "button", class: "button", text: "Export CSV", onclick: () => exportCsv() }));
-  main.replaceChildren(pageHeader("Usage", "What your shares used: requests, tokens and cost, live for today."), today, controls, results);
+  const bill = h("section", { class: "panel", "aria-labelledby": "billing" });
+  main.replaceChildren(pageHeader("Usage", "What your shares used: requests, tokens and cost, live for today."), today, controls, results, bill);
 
   const names = new Map(/** @type {[string, string][]} */ ([...keys.map((k) => [k.id, k.name]), ...shares.map((s) => [s.id, s.name])]));
   const selected = (/** @type {string} */ name) => /** @type {HTMLSelectElement} */ (controls.elements.namedItem(name)).value;
@@ -107,7 +108,51 @@ export async function render(main, _s) {
     }
   }
 
+  billing(bill, s, names);
   await Promise.all([loadToday(), refresh()]);
+}
+
+/**
+ * The bill of a month: the cost per key and per share, for you or one of your teams.
+ * @param {HTMLElement} panel
+ * @param {import("../app.js").Session} s
+ * @param {Map<string, string>} names
+ */
+function billing(panel, s, names) {
+  const month = new Date().toISOString().slice(0, 7);
+  const owners = /** @type {[string, string][]} */ ([["", "You"], ...s.teams.map((t) => [t.id, `Team: ${t.name}`])]);
+  const body = h("div", {});
+  const controls = h("form", { class: "controls", onsubmit: (/** @type {Event} */ e) => e.preventDefault() },
+    h("div", { class: "field field-inline" }, h("label", { for: "bill-month", text: "Month" }), h("input", { id: "bill-month", name: "month", type: "month", value: month, max: month, onchange: load })),
+    h("div", { class: "field field-inline" }, h("label", { for: "bill-owner", text: "Owner" }),
+      h("select", { id: "bill-owner", name: "owner", onchange: load }, owners.map(([v, l]) => h("option", { value: v, text: l })))));
+  const value = (/** @type {string} */ name) => /** @type {HTMLInputElement} */ (controls.elements.namedItem(name)).value;
+  panel.replaceChildren(h("h2", { id: "billing", text: "Bill" }), controls, body);
+  const name = (/** @type {string} */ id) => names.get(id) ?? id;
+  function load() {
+    show(body, () => api.billing.month({ month: value("month") || month, teamId: value("owner") || undefined }), (b) => [
+      h("p", { class: "bill-total" },
+        h("strong", { text: money(b.total.costUsd) }),
+        ` for ${count(b.total.requests)} requests in ${b.month}`,
+        b.total.unpricedRequests ? ` (${count(b.total.unpricedRequests)} without a known price)` : "",
+        " · ", badge(b.final ? "final" : "so far", b.final ? "active" : "role")),
+      ...(b.byKey.length === 0 ? [h("p", { class: "muted", text: "Nothing was spent this month." })] : [
+        table([
+          { label: "Key", cell: (l) => name(l.keyId) },
+          { label: "Requests", cell: (l) => count(l.requests) },
+          { label: "Cost", cell: (l) => money(l.costUsd) },
+        ], b.byKey, "Cost by key"),
+        h("h3", { text: "By share" }),
+        table([
+          { label: "Share", cell: (l) => name(l.shareId) },
+          { label: "Key", cell: (l) => name(l.keyId) },
+          { label: "Requests", cell: (l) => count(l.requests) },
+          { label: "Cost", cell: (l) => money(l.costUsd) },
+        ], b.byShare, "Cost by share"),
+      ]),
+    ]);
+  }
+  load();
 }
 
 /**
