@@ -94,11 +94,11 @@ step "the end-to-end suites again, against the Workers under Miniflare/workerd"
 # Workers at start-up).
 FEEN_E2E_HOST=workers cargo nextest run --locked -p feen-e2e --test-threads 2 \
     --test journey --test auth --test bad_input --test limits --test providers --test sdk --test jobs \
-    --test audit --test teams --test analytics --test email --test web
+    --test audit --test teams --test analytics --test email --test web --test security
 sleep 1; echo "workerd processes left running: $(ps -C workerd -o stat= | grep -vc "^Z" || true)"
 
 step "the end-to-end suites again, against the Spin components under wasmtime serve"
 # One wasmtime serve per component, routed as spin.toml says; the same tests and assertions.
 FEEN_E2E_HOST=spin cargo nextest run --locked -p feen-e2e --test-threads 2 \
     --test journey --test auth --test bad_input --test limits --test providers --test sdk --test jobs \
-    --test audit --test teams --test analytics --test email --test web
+    --test audit --test teams --test analytics --test email --test web --test security

@@ -102,6 +102,81 @@ impl Api {
         }
     }
 
+    /// Sends a request whose target is written on the wire byte for byte: no URL parser on the
+    /// way, which would resolve dot segments or decode escapes before Feen sees them (an HTTP/1.1
+    /// request on a connection of its own, closed after the answer).
+    pub async fn raw_target(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Reply {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let authority = self
+            .base
+            .strip_prefix("http://")
+            .unwrap_or(&self.base)
+            .to_owned();
+        let mut stream = tokio::net::TcpStream::connect(&authority)
+            .await
+            .unwrap_or_else(|e| panic!("{authority}: {e}"));
+        let mut head = format!(
+            "{method} {target} HTTP/1.1\r\nhost: {authority}\r\nconnection: close\r\ncontent-length: {}\r\n",
+            body.len()
+        );
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        let mut wire = head.into_bytes();
+        wire.extend_from_slice(body);
+        stream
+            .write_all(&wire)
+            .await
+            .unwrap_or_else(|e| panic!("{target}: {e}"));
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer).await;
+        let split = answer
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("{target}: no answer: {}", String::from_utf8_lossy(&answer)));
+        let head = String::from_utf8_lossy(&answer[..split]).into_owned();
+        let mut raw_body = answer[split + 4..].to_vec();
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|code| code.parse::<u16>().ok())
+            .and_then(|code| StatusCode::from_u16(code).ok())
+            .unwrap_or_else(|| panic!("{target}: bad status line in {head}"));
+        let mut headers = HeaderMap::new();
+        for line in lines {
+            if let Some((name, value)) = line.split_once(':')
+                && let (Ok(name), Ok(value)) = (
+                    http::HeaderName::from_bytes(name.trim().as_bytes()),
+                    http::HeaderValue::from_str(value.trim()),
+                )
+            {
+                headers.append(name, value);
+            }
+        }
+        if headers
+            .get("transfer-encoding")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"))
+        {
+            raw_body = dechunk(&raw_body);
+        }
+        let text = String::from_utf8_lossy(&raw_body).into_owned();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
     /// Sends JSON (or nothing) with an optional bearer token.
     pub async fn call(
         &self,
@@ -227,6 +302,23 @@ impl Api {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
+}
+
+/// The payload of a chunked HTTP/1.1 body.
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(end) = raw.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&raw[..end])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.split(';').next().unwrap_or("").trim(), 16).ok())
+            .unwrap_or(0);
+        if size == 0 || raw.len() < end + 2 + size {
+            break;
+        }
+        out.extend_from_slice(&raw[end + 2..end + 2 + size]);
+        raw = &raw[(end + 4 + size).min(raw.len())..];
+    }
+    out
 }
 
 /// Waits, when less than 20 s of the current UTC minute remain, for the next one to start: a

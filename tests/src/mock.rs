@@ -181,6 +181,9 @@ impl MockProvider {
                 &json!({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}),
             );
         }
+        if let Some(kind) = path.split("/hostile/").nth(1) {
+            return hostile(kind);
+        }
         let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let model = request
             .get("model")
@@ -208,8 +211,10 @@ impl MockProvider {
                 json_response(200, &gemini_response(&model, REPLY, GEMINI_OUTPUT_TOKENS))
             };
         }
+        // Each of `n` answers is billed, as providers do.
+        let n = request.get("n").and_then(Value::as_u64).unwrap_or(1).max(1);
         match (path.ends_with("/chat/completions"), anthropic, stream) {
-            (true, _, false) => json_response(200, &openai_completion(&model)),
+            (true, _, false) => json_response(200, &openai_completion(&model, n)),
             (true, _, true) => {
                 let include_usage = request
                     .pointer("/stream_options/include_usage")
@@ -225,6 +230,58 @@ impl MockProvider {
             ),
         }
     }
+}
+
+/// The script of the hostile page: if it ever runs on Feen's origin, it reads the signed-in
+/// user and creates a team with their session, and says so in the page's title.
+pub const HOSTILE_SCRIPT: &str = "(async () => { \
+    const me = await fetch('/api/auth/me').then(r => r.status, () => 'blocked'); \
+    const team = await fetch('/api/teams', {method: 'POST', headers: {'content-type': 'application/json'}, \
+        body: JSON.stringify({name: 'pwned by upstream'})}).then(r => r.status, () => 'blocked'); \
+    document.title = 'ran ' + me + ' ' + team; })();";
+
+/// What an upstream under an attacker's control answers (`.../hostile/{kind}`): `html`, a page
+/// with a script, cookies for Feen's origin and the provider account's headers; `redirect`, a
+/// redirect elsewhere; anything else, a JSON answer carrying the account's headers.
+fn hostile(kind: &str) -> hyper::Response<MockBody> {
+    let mut resp = match kind {
+        "html" => {
+            let page = format!(
+                "<!doctype html><html><head><title>hostile</title></head><body><h1>Not Feen</h1>\
+                 <script>{HOSTILE_SCRIPT}</script></body></html>"
+            );
+            let mut resp = hyper::Response::new(Full::new(Bytes::from(page)).boxed());
+            resp.headers_mut().insert(
+                "content-type",
+                hyper::header::HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            resp
+        }
+        "redirect" => {
+            let mut resp = hyper::Response::new(Full::new(Bytes::from_static(b"moved")).boxed());
+            *resp.status_mut() = hyper::StatusCode::FOUND;
+            resp.headers_mut().insert(
+                "location",
+                hyper::header::HeaderValue::from_static("https://evil.example/phish"),
+            );
+            resp
+        }
+        _ => json_response(200, &json!({"ok": true})),
+    };
+    let headers = resp.headers_mut();
+    for (name, value) in [
+        ("set-cookie", "feen_access=planted; Path=/; HttpOnly"),
+        ("refresh", "0; url=https://evil.example/"),
+        ("content-security-policy", "default-src * 'unsafe-inline'"),
+        ("clear-site-data", "\"cookies\", \"storage\""),
+        ("openai-organization", "org-owner-account"),
+        ("openai-project", "proj_owner"),
+        ("anthropic-organization-id", "owner-org-id"),
+        ("x-request-id", "req_mock"),
+    ] {
+        headers.append(name, hyper::header::HeaderValue::from_static(value));
+    }
+    resp
 }
 
 fn json_response(status: u16, body: &Value) -> hyper::Response<MockBody> {
@@ -259,15 +316,19 @@ fn sse_response(events: Vec<String>, delay_ms: u64) -> hyper::Response<MockBody>
     resp
 }
 
-fn openai_completion(model: &str) -> Value {
+fn openai_completion(model: &str, n: u64) -> Value {
+    let choices: Vec<Value> = (0..n.min(128))
+        .map(|i| json!({"index": i, "message": {"role": "assistant", "content": REPLY}, "finish_reason": "stop"}))
+        .collect();
+    let output = OPENAI_OUTPUT_TOKENS * n;
     json!({
         "id": "chatcmpl-mock",
         "object": "chat.completion",
         "created": 1_700_000_000,
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": REPLY}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": OPENAI_INPUT_TOKENS, "completion_tokens": OPENAI_OUTPUT_TOKENS,
-                  "total_tokens": OPENAI_INPUT_TOKENS + OPENAI_OUTPUT_TOKENS},
+        "choices": choices,
+        "usage": {"prompt_tokens": OPENAI_INPUT_TOKENS, "completion_tokens": output,
+                  "total_tokens": OPENAI_INPUT_TOKENS + output},
     })
 }
 

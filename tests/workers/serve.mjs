@@ -10,22 +10,14 @@ import path from "node:path";
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const env = (name, fallback) => process.env[name] ?? fallback;
 const bindings = {
-  FEEN_KEYRING: env("FEEN_KEYRING"),
-  FEEN_SESSION_SECRET: env("FEEN_SESSION_SECRET"),
   UPSTASH_REDIS_REST_URL: env("UPSTASH_REDIS_REST_URL"),
   UPSTASH_REDIS_REST_TOKEN: env("UPSTASH_REDIS_REST_TOKEN"),
   FEEN_REDIS_PREFIX: env("FEEN_REDIS_PREFIX", "feen:"),
   FEEN_ALLOW_PRIVATE_UPSTREAMS: env("FEEN_ALLOW_PRIVATE_UPSTREAMS", "0"),
   FEEN_COOKIE_SECURE: env("FEEN_COOKIE_SECURE", "1"),
-  FEEN_CLIENT_IP_HEADER: env("FEEN_CLIENT_IP_HEADER"),
-  FEEN_TRUSTED_PROXIES: env("FEEN_TRUSTED_PROXIES"),
-  FEEN_STREAM_IDLE_SECS: env("FEEN_STREAM_IDLE_SECS"),
-  FEEN_JOBS_TOKEN: env("FEEN_JOBS_TOKEN"),
-  FEEN_USAGE_RETENTION_DAYS: env("FEEN_USAGE_RETENTION_DAYS"),
-  FEEN_EMAIL_API_URL: env("FEEN_EMAIL_API_URL"),
-  FEEN_EMAIL_API_KEY: env("FEEN_EMAIL_API_KEY"),
-  FEEN_EMAIL_FROM: env("FEEN_EMAIL_FROM"),
 };
+// Every other FEEN_* setting of the harness's environment, as a deployment's secrets and vars.
+for (const [k, v] of Object.entries(process.env)) if (k.startsWith("FEEN_") && !(k in bindings)) bindings[k] = v;
 for (const [k, v] of Object.entries(bindings)) if (v === undefined) delete bindings[k];
 
 const functions = ["auth", "keys", "shares", "proxy", "jobs", "audit", "teams", "analytics", "web"];
@@ -56,6 +48,7 @@ const router = {
   modules: true,
   scriptPath: path.join(root, "functions/router/index.mjs"),
   modulesRoot: path.join(root, "functions/router"),
+  bindings: env("FEEN_PROXY_HOST") ? { FEEN_PROXY_HOST: env("FEEN_PROXY_HOST") } : {},
   serviceBindings: { AUTH: "auth", KEYS: "keys", SHARES: "shares", PROXY: "proxy", JOBS: "jobs", AUDIT: "audit", TEAMS: "teams", ANALYTICS: "analytics", WEB: "web" },
   compatibilityDate: "2025-09-01",
 };

@@ -93,7 +93,10 @@ async fn register(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
         id: UserId::new(now, ctx.random()),
         email,
         name,
-        password_hash: password::hash(&body.password, ctx.random::<SALT_LEN>()),
+        password_hash: ctx
+            .passwords
+            .hash(body.password, ctx.random::<SALT_LEN>())
+            .await,
         created_at: now,
     };
     match users::insert(ctx.db.as_ref(), &user).await {
@@ -142,11 +145,12 @@ async fn login(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
         });
     }
     let user = users::by_email(ctx.db.as_ref(), &email).await?;
-    // An unknown email costs the same hash as a wrong password and gets the same answer.
-    let stored = user
-        .as_ref()
-        .map_or_else(password::decoy_hash, |u| u.password_hash.clone());
-    let verified = password::verify(&stored, &body.password);
+    // An unknown email costs the same one hash as a wrong password and gets the same answer.
+    let stored = user.as_ref().map_or_else(
+        || password::DECOY_HASH.to_owned(),
+        |u| u.password_hash.clone(),
+    );
+    let verified = ctx.passwords.verify(stored, body.password).await;
     if let Some(user) = user.as_ref().filter(|_| !verified) {
         // Recorded after the response: the answer must take as long as for an unknown email.
         let (later, origin, owner) = (ctx.clone(), origin.clone(), user.id.as_str().to_owned());
@@ -462,14 +466,21 @@ async fn change_password(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
     let user = users::by_id(ctx.db.as_ref(), &caller.user)
         .await?
         .ok_or_else(Error::unauthenticated)?;
-    if !password::verify(&user.password_hash, &body.current_password) {
+    if !ctx
+        .passwords
+        .verify(user.password_hash.clone(), body.current_password)
+        .await
+    {
         return Err(Error::invalid(
             "currentPassword",
             "is not your current password",
         ));
     }
     validate::new_password("newPassword", body.new_password.expose())?;
-    let hash = password::hash(&body.new_password, ctx.random::<SALT_LEN>());
+    let hash = ctx
+        .passwords
+        .hash(body.new_password, ctx.random::<SALT_LEN>())
+        .await;
     if !users::set_password(ctx.db.as_ref(), &user.id, &hash).await? {
         return Err(Error::unauthenticated());
     }

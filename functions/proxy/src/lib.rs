@@ -22,20 +22,20 @@ use std::sync::Arc;
 use bytes::Bytes;
 use feen_core::crypto::token::{self, TokenHash, TokenKind};
 use feen_core::ids::RequestId;
-use feen_core::inject;
 use feen_core::limits::{self, Reservation, Window};
 use feen_core::ports::{Admission, Guard};
 use feen_core::providers;
+use feen_core::scan;
 use feen_core::usage::{Format, Outcome, UsageEvent};
 use feen_core::{Body, Error};
 use feen_service::cache::{self, Cached};
-use feen_service::request::{client_addr, segments};
+use feen_service::inflight;
+use feen_service::request::{answers_here, client_addr, under};
 use feen_service::response::error_response;
 use feen_service::{Ctx, Req, Resp};
 use feen_store::shares::ProxyTarget;
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Request, Response};
-use serde_json::Value as Json;
 
 use crate::meter::{Meter, Metered, Settle};
 
@@ -53,25 +53,20 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-feen-request-id");
 const OVERHEAD: HeaderName = HeaderName::from_static("x-feen-overhead-ms");
 const SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 
-/// Headers of the upstream response that are not passed on.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-];
-
 /// Serves `/api/proxy/*` and `/v1/*`.
 pub async fn handle(req: Req, ctx: &Ctx) -> Resp {
     let started_us = ctx.clock.monotonic_us();
     let started_ms = ctx.now_ms();
     let request_id = RequestId::new(started_ms, ctx.random());
-    let mut resp = match proxy(req, ctx, &request_id, started_us, started_ms).await {
-        Ok(resp) => resp,
-        Err(err) => error_response(&err),
+    let host = feen_service::request::request_host(&req);
+    let here = answers_here(req.uri().path(), host, ctx.config.proxy_host.as_deref());
+    let result = match here {
+        true => proxy(req, ctx, &request_id, started_us, started_ms).await,
+        false => Err(Error::NotFound("route")),
     };
+    let mut resp = result.unwrap_or_else(|err| error_response(&err));
+    // Whatever the upstream sent, nothing of it may act on the origin Feen serves from.
+    providers::answer_headers(resp.headers_mut());
     if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
         resp.headers_mut().insert(REQUEST_ID, value);
     }
@@ -98,31 +93,27 @@ async fn proxy(
     started_us: u64,
     started_ms: i64,
 ) -> Result<Resp, Error> {
-    let endpoint = upstream_path(req.uri().path()).ok_or(Error::NotFound("route"))?;
+    let endpoint = upstream_path(req.uri().path()).ok_or(Error::NotFound("route"))??;
     let hash = token_hash(&req)?;
     let cached = cache::load(ctx, &hash).await?.ok_or_else(invalid_token)?;
     let client_ip = client_addr(&req);
     let (parts, body) = req.into_parts();
-    let body = body.collect(MAX_REQUEST_BODY).await.map_err(|e| match e {
-        feen_core::body::CollectError::TooLarge => Error::PayloadTooLarge {
-            limit: MAX_REQUEST_BODY,
-        },
-        feen_core::body::CollectError::Stream(_) => {
-            Error::BadRequest("the request body could not be read".into())
-        }
-    })?;
-    let json: Option<Json> = if body.first() == Some(&b'{') {
-        serde_json::from_slice(&body).ok()
-    } else {
-        None
-    };
-    let model = request_model(&endpoint, json.as_ref());
-    let facts = limits::Request {
+    // The body counts against the process's budget of bodies in memory until it has been sent.
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let (body, permit) =
+        inflight::read_body(body, declared, MAX_REQUEST_BODY, ctx.config.body_memory).await?;
+    let facts = scan::scan(&body)?;
+    let model = request_model(&endpoint, facts.as_ref());
+    let request = limits::Request {
         model: model.as_deref(),
         endpoint: &endpoint,
         client_ip,
-        body: &body,
-        json: json.as_ref(),
+        body_len: body.len() as u64,
+        facts: facts.as_ref(),
     };
     let share = cached.clone();
     let refused = |status: http::StatusCode| {
@@ -135,7 +126,7 @@ async fn proxy(
             ..event
         });
     };
-    let admitted = match admit(ctx, &hash, cached, &facts, started_ms).await {
+    let admitted = match admit(ctx, &hash, cached, &request, started_ms).await {
         Ok(admitted) => admitted,
         Err(Refusal::Limit { window, value }) => {
             let error = limits::refusal(&window, started_ms);
@@ -156,13 +147,29 @@ async fn proxy(
     let target = &admitted.cached.target;
     let provider = providers::find(&target.provider)
         .ok_or_else(|| Error::internal(format!("share {} names unknown provider", target.share)))?;
-    // Streams that would report no usage are asked to, and the extra is filtered out below.
-    let injected = provider
-        .stream_usage
-        .then(|| inject::request_usage(&endpoint, json.as_ref()))
-        .flatten();
-    let filter_usage = injected.is_some();
-    let upstream_body = injected.map_or_else(|| body.clone(), Bytes::from);
+    // Streams that would report no usage are asked to (and the extra is filtered out below);
+    // a request with no output cap on a share that reserves is sent with the cap it reserved.
+    let edits = scan::Edits {
+        include_usage: provider.stream_usage
+            && endpoint.ends_with("/chat/completions")
+            && facts.as_ref().is_some_and(|f| f.stream),
+        output_cap: target
+            .policy
+            .reserves()
+            .then(|| output_field(provider.name, &endpoint))
+            .flatten()
+            .map(|field| (field, limits::output_cap(&target.policy, facts.as_ref()))),
+    };
+    let filter_usage = edits.include_usage
+        && facts
+            .as_ref()
+            .is_some_and(|f| f.include_usage != Some(true));
+    let rewritten = match &facts {
+        Some(facts) => scan::rewrite(&body, facts, edits)?,
+        None => None,
+    };
+    let body_len = body.len();
+    let upstream_body = rewritten.map_or(body, Bytes::from);
     let upstream = upstream_request(ctx, target, provider, &parts, &endpoint, upstream_body)?;
 
     let overhead_us = ctx.clock.monotonic_us().saturating_sub(started_us);
@@ -175,9 +182,11 @@ async fn proxy(
         defer: ctx.defer.clone(),
         windows: admitted.windows.clone(),
         reservation: admitted.reservation,
-        estimated_input: facts.body.len().div_ceil(4) as u64,
+        estimated_input: body_len.div_ceil(4) as u64,
     };
-    let response = match ctx.http.send(upstream).await {
+    let sent = ctx.http.send(upstream).await;
+    drop(permit);
+    let response = match sent {
         Ok(response) => response,
         Err(err) => {
             let meter = Meter::new(
@@ -193,6 +202,27 @@ async fn proxy(
         }
     };
     let (mut head, body) = response.into_parts();
+    if head.status.is_redirection() {
+        // A redirect passed on would make Feen an open redirect, and following it would send
+        // the key wherever the upstream says: neither is done.
+        event.status = head.status.as_u16();
+        drop(body);
+        Meter::new(
+            Format::Other,
+            event,
+            ctx.usage.clone(),
+            ctx.clock.clone(),
+            started_us,
+            settle,
+        )
+        .finish(Outcome::UpstreamError);
+        return Err(Error::BadGateway {
+            code: "upstream_redirect",
+            message:
+                "the provider answered with a redirect, which Feen neither follows nor passes on"
+                    .into(),
+        });
+    }
     let content_type = head
         .headers
         .get(CONTENT_TYPE)
@@ -201,9 +231,6 @@ async fn proxy(
     let format = Format::from_content_type(content_type);
     event.status = head.status.as_u16();
     event.streamed = format == Format::Sse;
-    for name in HOP_BY_HOP {
-        head.headers.remove(*name);
-    }
     rate_limit_headers(
         &mut head.headers,
         &admitted.windows,
@@ -272,13 +299,20 @@ fn request_event(
     }
 }
 
-/// The upstream path for a request path: `/api/proxy/v1/x` → `/v1/x`, `/v1/x` → `/v1/x`.
-fn upstream_path(path: &str) -> Option<String> {
-    if segments(path, PREFIX).is_some() {
-        let rest = &path[PREFIX.len()..];
-        return (!rest.trim_matches('/').is_empty()).then(|| rest.to_owned());
+/// The upstream path for a request path, normalised ([`feen_core::path`]): `/api/proxy/v1/x` →
+/// `/v1/x`, `/v1/x` → `/v1/x`. `None` for a path that is not the proxy's or names nothing.
+fn upstream_path(path: &str) -> Option<Result<String, Error>> {
+    let rest = if under(path, PREFIX) {
+        &path[PREFIX.len()..]
+    } else if under(path, OPENAI_PREFIX) {
+        path
+    } else {
+        return None;
+    };
+    if rest.trim_matches('/').is_empty() {
+        return None;
     }
-    segments(path, OPENAI_PREFIX).map(|_| path.to_owned())
+    Some(feen_core::path::normalise(rest))
 }
 
 /// Phase 1: the Feen token's hash. A token of the wrong shape is refused without a lookup.
@@ -303,19 +337,41 @@ fn invalid_token() -> Error {
     }
 }
 
-/// The model a request names: the `model` field of a JSON body, or Gemini's
-/// `/models/{model}:{method}` path.
-fn request_model(path: &str, json: Option<&Json>) -> Option<String> {
-    if let Some(model) = json.and_then(|j| j.get("model")).and_then(Json::as_str) {
-        return Some(model.to_owned());
-    }
-    // Gemini names the model in the path, Azure the deployment.
+/// The model a request names. Where the path names one (Gemini's `/models/{model}:{method}`,
+/// Azure's `/deployments/{name}/...`), the path decides: that is what the provider runs, whatever
+/// the body says. Otherwise the body's `model`.
+fn request_model(path: &str, facts: Option<&scan::BodyFacts>) -> Option<String> {
+    path_model(path).or_else(|| facts.and_then(|f| f.model.clone()))
+}
+
+fn path_model(path: &str) -> Option<String> {
     let after = path
         .split_once("/models/")
         .or_else(|| path.split_once("/deployments/"))?
         .1;
-    let model = after.split([':', '/', '?']).next()?;
-    (!model.is_empty()).then(|| model.to_owned())
+    let model = after.split([':', '/']).next()?;
+    (!model.is_empty() && model.len() <= scan::MAX_MODEL).then(|| model.to_owned())
+}
+
+/// Where a request's output cap goes, by the API it calls (`None`: an API without one).
+fn output_field(provider: &str, endpoint: &str) -> Option<scan::OutputField> {
+    use scan::OutputField::{GenerationConfig, Top};
+    if endpoint.contains(":generateContent") || endpoint.contains(":streamGenerateContent") {
+        Some(GenerationConfig)
+    } else if endpoint.ends_with("/chat/completions") {
+        // OpenAI's reasoning models refuse `max_tokens`; everyone else knows only that.
+        Some(Top(if provider == "openai" {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        }))
+    } else if endpoint.ends_with("/responses") {
+        Some(Top("max_output_tokens"))
+    } else if endpoint.ends_with("/completions") || endpoint.ends_with("/messages") {
+        Some(Top("max_tokens"))
+    } else {
+        None
+    }
 }
 
 /// Why admission refused a request.
@@ -497,18 +553,28 @@ mod tests {
                 Some("/v1beta/models/gemini:generateContent"),
             ),
             ("/v1/chat/completions", Some("/v1/chat/completions")),
+            (
+                "/api/proxy//v1//chat/completions",
+                Some("/v1/chat/completions"),
+            ),
             ("/api/proxy", None),
             ("/api/proxy/", None),
             ("/api/proxyx/v1", None),
             ("/v2/x", None),
         ];
         for (path, expected) in cases {
-            assert_eq!(upstream_path(path).as_deref(), expected, "{path}");
+            assert_eq!(
+                upstream_path(path).and_then(Result::ok).as_deref(),
+                expected,
+                "{path}"
+            );
         }
+        let climbing = upstream_path("/api/proxy/v1/chat/%2e%2e/images").expect("a proxy path");
+        assert_eq!(climbing.map_err(|e| e.code()), Err("invalid_path"));
     }
 
     #[test]
-    fn request_models() {
+    fn the_path_decides_the_model_where_it_names_one() {
         let cases: &[(&str, &str, Option<&str>)] = &[
             (
                 "/v1/chat/completions",
@@ -522,19 +588,53 @@ mod tests {
                 "{}",
                 Some("gemini-2.0-flash"),
             ),
+            (
+                "/v1beta/models/gemini-2.5-pro:generateContent",
+                r#"{"model":"gemini-2.0-flash"}"#,
+                Some("gemini-2.5-pro"),
+            ),
             ("/v1/messages", r#"{"model":7}"#, None),
             (
                 "/openai/deployments/my-gpt/chat/completions",
-                r#"{"messages":[]}"#,
+                r#"{"model":"gpt-4o-mini","messages":[]}"#,
                 Some("my-gpt"),
             ),
         ];
         for (path, body, expected) in cases {
-            let json: Option<Json> = serde_json::from_str(body).ok();
+            let facts = scan::scan(body.as_bytes()).ok().flatten();
             assert_eq!(
-                request_model(path, json.as_ref()).as_deref(),
+                request_model(path, facts.as_ref()).as_deref(),
                 *expected,
                 "{path} {body}"
+            );
+        }
+    }
+
+    #[test]
+    fn output_caps_go_where_each_api_reads_them() {
+        use scan::OutputField::{GenerationConfig, Top};
+        let cases = [
+            (
+                "openai",
+                "/v1/chat/completions",
+                Some(Top("max_completion_tokens")),
+            ),
+            ("groq", "/v1/chat/completions", Some(Top("max_tokens"))),
+            ("openai", "/v1/responses", Some(Top("max_output_tokens"))),
+            ("openai", "/v1/completions", Some(Top("max_tokens"))),
+            ("anthropic", "/v1/messages", Some(Top("max_tokens"))),
+            (
+                "gemini",
+                "/v1beta/models/g:generateContent",
+                Some(GenerationConfig),
+            ),
+            ("openai", "/v1/embeddings", None),
+        ];
+        for (provider, endpoint, expected) in cases {
+            assert_eq!(
+                output_field(provider, endpoint),
+                expected,
+                "{provider} {endpoint}"
             );
         }
     }

@@ -79,15 +79,19 @@ impl Meter {
             0
         });
         let cached = usage.cached_tokens.unwrap_or(0).min(input);
-        if self.event.model.is_none() {
-            self.event.model = usage.model;
-        }
-        let cost = self
-            .event
+        // The model that ran, when the answer names one with a price, sets the cost; otherwise
+        // the model the request named (the one the policy checked).
+        let price = usage
             .model
             .as_deref()
             .and_then(pricing::price)
-            .map(|p| pricing::cost(p, input - cached, cached, output));
+            .or_else(|| self.event.model.as_deref().and_then(pricing::price));
+        if self.event.model.is_none() {
+            self.event.model = usage
+                .model
+                .map(|m| m.chars().take(feen_core::scan::MAX_MODEL).collect());
+        }
+        let cost = price.map(|p| pricing::cost(p, input - cached, cached, output));
         self.event.input_tokens = input;
         self.event.output_tokens = output;
         self.event.cost_micros = cost;

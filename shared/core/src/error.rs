@@ -14,6 +14,10 @@ pub enum Error {
     /// The body is not JSON, or not JSON of the expected shape.
     #[error("{0}")]
     BadRequest(String),
+    /// The request is malformed in a way that has its own stable code (a path with dot
+    /// segments, a body with a duplicated field, ...).
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String },
     /// A field is present but its value is not acceptable.
     #[error("{field}: {message}")]
     Validation {
@@ -51,9 +55,15 @@ pub enum Error {
     /// A dependency (database, counter store) is unreachable: fail closed.
     #[error("service temporarily unavailable")]
     Unavailable { detail: String },
+    /// Too much work in flight (request bodies held in memory): retry shortly.
+    #[error("{message}")]
+    Busy { message: &'static str },
     /// The provider could not be reached or answered nonsense.
     #[error("the upstream provider could not be reached")]
     Upstream { detail: String },
+    /// The provider answered with something Feen does not pass on (a redirect, ...).
+    #[error("{message}")]
+    BadGateway { code: &'static str, message: String },
     /// A bug or an unexpected state. The client sees only "internal error".
     #[error("internal error")]
     Internal { detail: String },
@@ -86,7 +96,9 @@ impl Error {
     /// The HTTP status for this error. This is the only place statuses are chosen for errors.
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::BadRequest(_) | Error::Validation { .. } => StatusCode::BAD_REQUEST,
+            Error::BadRequest(_) | Error::Validation { .. } | Error::Invalid { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             Error::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Error::Forbidden { .. } => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
@@ -94,8 +106,8 @@ impl Error {
             Error::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            Error::Unavailable { .. } | Error::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Upstream { .. } | Error::BadGateway { .. } => StatusCode::BAD_GATEWAY,
             Error::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -107,12 +119,15 @@ impl Error {
             Error::Validation { .. } => "validation_failed",
             Error::Unauthorized { code, .. }
             | Error::Forbidden { code, .. }
-            | Error::RateLimited { code, .. } => code,
+            | Error::RateLimited { code, .. }
+            | Error::Invalid { code, .. }
+            | Error::BadGateway { code, .. } => code,
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
             Error::MethodNotAllowed => "method_not_allowed",
             Error::PayloadTooLarge { .. } => "payload_too_large",
             Error::Unavailable { .. } => "service_unavailable",
+            Error::Busy { .. } => "server_busy",
             Error::Upstream { .. } => "upstream_unreachable",
             Error::Internal { .. } => "internal_error",
         }
@@ -123,6 +138,7 @@ impl Error {
     pub fn kind(&self) -> &'static str {
         match self {
             Error::BadRequest(_)
+            | Error::Invalid { .. }
             | Error::Validation { .. }
             | Error::Conflict(_)
             | Error::MethodNotAllowed
@@ -131,8 +147,10 @@ impl Error {
             Error::Forbidden { .. } => "permission_error",
             Error::NotFound(_) => "not_found_error",
             Error::RateLimited { .. } => "rate_limit_error",
-            Error::Unavailable { .. } => "overloaded_error",
-            Error::Upstream { .. } | Error::Internal { .. } => "api_error",
+            Error::Unavailable { .. } | Error::Busy { .. } => "overloaded_error",
+            Error::Upstream { .. } | Error::BadGateway { .. } | Error::Internal { .. } => {
+                "api_error"
+            }
         }
     }
 
@@ -229,6 +247,23 @@ mod tests {
                 "upstream_unreachable",
             ),
             (Error::internal("d"), 500, "internal_error"),
+            (
+                Error::Invalid {
+                    code: "invalid_path",
+                    message: "m".into(),
+                },
+                400,
+                "invalid_path",
+            ),
+            (Error::Busy { message: "m" }, 503, "server_busy"),
+            (
+                Error::BadGateway {
+                    code: "upstream_redirect",
+                    message: "m".into(),
+                },
+                502,
+                "upstream_redirect",
+            ),
         ];
         for (err, status, code) in cases {
             assert_eq!(err.status().as_u16(), status, "{err:?}");

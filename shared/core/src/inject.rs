@@ -2,7 +2,7 @@
 //!
 //! OpenAI-compatible chat completion streams report token usage only when the request says
 //! `stream_options: {include_usage: true}`; without it a streamed call would be recorded as
-//! free, and budgets would never trip. So the proxy asks for usage itself ([`request_usage`])
+//! free, and budgets would never trip. So the proxy asks for usage itself ([`crate::scan::rewrite`])
 //! and removes what that adds from the client's stream ([`UsageChunkFilter`]): the final chunk
 //! with empty `choices` that carries the usage, and the `"usage":null` field the provider then
 //! adds to every other chunk. The client's stream is what it would have been.
@@ -10,34 +10,7 @@
 use bytes::{Bytes, BytesMut};
 use serde_json::Value as Json;
 
-/// If the request is a streamed chat completion that did not ask for usage, returns the body
-/// rewritten to ask for it.
-pub fn request_usage(endpoint: &str, json: Option<&Json>) -> Option<Vec<u8>> {
-    let doc = json?;
-    if !endpoint.ends_with("/chat/completions")
-        || doc.get("stream").and_then(Json::as_bool) != Some(true)
-    {
-        return None;
-    }
-    if doc
-        .pointer("/stream_options/include_usage")
-        .and_then(Json::as_bool)
-        == Some(true)
-    {
-        return None;
-    }
-    let mut doc = doc.clone();
-    let options = doc
-        .as_object_mut()?
-        .entry("stream_options")
-        .or_insert_with(|| Json::Object(Default::default()));
-    options
-        .as_object_mut()?
-        .insert("include_usage".into(), Json::Bool(true));
-    serde_json::to_vec(&doc).ok()
-}
-
-/// Removes the usage that [`request_usage`] asked for from an SSE stream, event by event.
+/// Removes the usage that the proxy asked for ([`crate::scan::rewrite`]) from an SSE stream, event by event.
 #[derive(Debug, Default)]
 pub struct UsageChunkFilter {
     pending: BytesMut,
@@ -117,40 +90,6 @@ fn filter_event(event: &[u8], out: &mut BytesMut) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_streamed_chat_completions_without_usage_are_rewritten() {
-        let cases: &[(&str, &str, bool)] = &[
-            (
-                "/v1/chat/completions",
-                r#"{"model":"m","stream":true}"#,
-                true,
-            ),
-            (
-                "/v1/chat/completions",
-                r#"{"model":"m","stream":true,"stream_options":{"include_usage":false}}"#,
-                true,
-            ),
-            (
-                "/v1/chat/completions",
-                r#"{"model":"m","stream":true,"stream_options":{"include_usage":true}}"#,
-                false,
-            ),
-            ("/v1/chat/completions", r#"{"model":"m"}"#, false),
-            ("/v1/embeddings", r#"{"model":"m","stream":true}"#, false),
-        ];
-        for (endpoint, body, rewritten) in cases {
-            let json: Json = serde_json::from_str(body).expect("json");
-            let out = request_usage(endpoint, Some(&json));
-            assert_eq!(out.is_some(), *rewritten, "{endpoint} {body}");
-            if let Some(out) = out {
-                let doc: Json = serde_json::from_slice(&out).expect("json");
-                assert_eq!(doc["stream_options"]["include_usage"], true);
-                assert_eq!(doc["model"], "m");
-            }
-        }
-        assert_eq!(request_usage("/v1/chat/completions", None), None);
-    }
 
     #[test]
     fn the_added_usage_is_removed_in_any_chunking() {

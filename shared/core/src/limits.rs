@@ -10,21 +10,23 @@
 //!
 //! The output cap is the request's own (`max_tokens`, `max_completion_tokens`,
 //! `max_output_tokens`, `generationConfig.maxOutputTokens`), or the share's `reserveTokens`, or
-//! [`DEFAULT_RESERVE_TOKENS`]. After the response the reservation is settled to what was really
-//! used. So concurrent requests can never jointly spend past a budget; near the edge a request
+//! [`DEFAULT_RESERVE_TOKENS`] (which the proxy then sends as the request's cap), times the
+//! answers asked for (`n`, `best_of`, `candidateCount`). A request whose cost cannot be known in
+//! advance (a tool billed per call, a remote or uploaded file) is refused on a share with a
+//! budget. After the response the reservation is settled to what was really used. So concurrent requests can never jointly spend past a budget; near the edge a request
 //! whose worst case does not fit is refused even if its real cost would have.
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
-use serde_json::Value as Json;
 use time::{Date, Month, OffsetDateTime};
 
 use crate::Error;
 use crate::ids::ShareId;
 use crate::ports::{Adjustment, Counter};
 use crate::pricing::{self, UsdMicros};
+use crate::scan::BodyFacts;
 
 const MINUTE_MS: i64 = 60_000;
 const DAY_MS: i64 = 86_400_000;
@@ -120,6 +122,15 @@ impl Policy {
     pub fn reserves(&self) -> bool {
         self.tokens_per_minute.is_some() || self.tokens_per_day.is_some() || self.budget.is_some()
     }
+
+    /// Whether any limit is counted in a window that resets (a minute, a day, a budget period).
+    pub fn windowed(&self) -> bool {
+        self.rate_limit.is_some()
+            || self.daily_limit.is_some()
+            || self.tokens_per_minute.is_some()
+            || self.tokens_per_day.is_some()
+            || self.budget.is_some_and(|b| b.period != Period::Lifetime)
+    }
 }
 
 /// Which limit a counter enforces.
@@ -184,8 +195,10 @@ pub struct Reservation {
     pub cost: UsdMicros,
 }
 
-/// What a share has used over its life, read from the database when the share is loaded. It
-/// seeds the lifetime counters when the counter store has lost them (a Redis restart).
+/// What a share has used, read from the database when the share is loaded: over its life, and
+/// in the windows current at that moment. It seeds the counters the counter store has lost (a
+/// Redis that lost its data, a restart of the embedded default), so that a restart forgets
+/// nothing that was recorded.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Used {
@@ -193,51 +206,85 @@ pub struct Used {
     pub uses: u64,
     /// Micro-USD recorded.
     pub spent: UsdMicros,
+    /// Use recorded in the windows current when the share was loaded.
+    #[serde(default)]
+    pub recent: Recent,
+}
+
+/// Use recorded in the windows current at `at_ms`: a windowed counter that is missing in its
+/// window starts from these, and only in that same window (later windows start from zero).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Recent {
+    /// When it was read (ms since the epoch); 0: never read.
+    pub at_ms: i64,
+    /// Requests in that minute.
+    pub minute_requests: u64,
+    /// Tokens (input + output) in that minute.
+    pub minute_tokens: u64,
+    /// Requests in that UTC day.
+    pub day_requests: u64,
+    /// Tokens in that UTC day.
+    pub day_tokens: u64,
+    /// Micro-USD in that budget period (for a budget that is not for the share's lifetime).
+    pub budget_spent: UsdMicros,
+}
+
+/// Where the windows a share's counters need began, at `now_ms`: the minute, the UTC day, and
+/// the budget period (when its budget is not for its lifetime), for reading [`Recent`].
+pub fn recent_starts(policy: &Policy, now_ms: i64) -> (i64, i64, Option<i64>) {
+    let minute = now_ms.div_euclid(MINUTE_MS) * MINUTE_MS;
+    let day = now_ms.div_euclid(DAY_MS) * DAY_MS;
+    let period = policy.budget.and_then(|b| period_start(b.period, now_ms));
+    (minute, day, period)
 }
 
 /// The facts about a request that the policy looks at.
 #[derive(Clone, Copy, Debug)]
 pub struct Request<'a> {
-    /// The model, from the body or the path.
+    /// The model, from the path or the body.
     pub model: Option<&'a str>,
-    /// The upstream path (no query).
+    /// The upstream path (no query), normalised: exactly what is sent.
     pub endpoint: &'a str,
     /// The client's address as the host established it.
     pub client_ip: Option<IpAddr>,
-    /// The request body.
-    pub body: &'a [u8],
-    /// The body as JSON, when it is JSON.
-    pub json: Option<&'a Json>,
+    /// The request body's length in bytes.
+    pub body_len: u64,
+    /// What the body says, when it is a JSON object.
+    pub facts: Option<&'a BodyFacts>,
 }
 
-/// The output tokens a request may produce: its own cap, or the share's, or the default.
-pub fn output_cap(policy: &Policy, json: Option<&Json>) -> u64 {
-    let own = json.and_then(|doc| {
-        [
-            "/max_tokens",
-            "/max_completion_tokens",
-            "/max_output_tokens",
-            "/generationConfig/maxOutputTokens",
-        ]
-        .iter()
-        .find_map(|p| doc.pointer(p).and_then(Json::as_u64))
-    });
-    own.or(policy.reserve_tokens)
+/// The output tokens one answer of a request may produce: its own cap, or the share's, or the
+/// default. (The proxy sends the share's or the default cap with a request that has none, on a
+/// share whose limits reserve, so the bound is real.)
+pub fn output_cap(policy: &Policy, facts: Option<&BodyFacts>) -> u64 {
+    facts
+        .and_then(|f| f.output_cap)
+        .or(policy.reserve_tokens)
         .unwrap_or(DEFAULT_RESERVE_TOKENS)
 }
 
 /// The reservation for a request (see the module docs for the rule). A share with a budget can
-/// only call models with a known price.
+/// only call models with a known price, and only with requests whose cost is bounded.
 pub fn reserve(policy: &Policy, req: &Request<'_>) -> Result<Reservation, Error> {
     if !policy.reserves() {
         return Ok(Reservation::default());
     }
-    let output = output_cap(policy, req.json);
-    let bytes = req.body.len() as u64;
+    let choices = req.facts.map_or(1, |f| f.choices.max(1));
+    let output = output_cap(policy, req.facts).saturating_mul(choices);
+    let bytes = req.body_len;
     let tokens = bytes.div_ceil(4).saturating_add(output);
     let cost = match policy.budget {
         None => 0,
         Some(_) => {
+            if let Some(why) = req.facts.and_then(|f| f.unbounded) {
+                return Err(Error::Forbidden {
+                    code: "cost_not_bounded",
+                    message: format!(
+                        "this Feen token has a budget, and this request's cost cannot be known before it runs: {why}"
+                    ),
+                });
+            }
             let price = req
                 .model
                 .and_then(pricing::price)
@@ -318,8 +365,9 @@ pub fn windows(
     used: Used,
 ) -> Vec<Window> {
     let mut out = Vec::with_capacity(6);
+    let recent = used.recent;
     let mut windowed =
-        |kind, name: &str, window: Option<(i64, i64)>, limit: Option<u64>, cost: u64| {
+        |kind, name: &str, window: Option<(i64, i64)>, limit: Option<u64>, cost: u64, seed: u64| {
             let (Some(limit), Some((index, resets_at_ms))) = (limit, window) else {
                 return;
             };
@@ -330,7 +378,7 @@ pub fn windows(
                     limit,
                     cost,
                     ttl_ms: u64::try_from(resets_at_ms - now_ms).unwrap_or(0) + 1_000,
-                    seed: 0,
+                    seed,
                 },
                 resets_at_ms: Some(resets_at_ms),
             });
@@ -339,12 +387,18 @@ pub fn windows(
     let day = now_ms.div_euclid(DAY_MS);
     let minute_window = Some((minute, (minute + 1) * MINUTE_MS));
     let day_window = Some((day, (day + 1) * DAY_MS));
+    // What was recorded seeds a counter only in the window it was read in.
+    let same_minute = recent.at_ms > 0 && recent.at_ms.div_euclid(MINUTE_MS) == minute;
+    let same_day = recent.at_ms > 0 && recent.at_ms.div_euclid(DAY_MS) == day;
+    let in_minute = |v: u64| if same_minute { v } else { 0 };
+    let in_day = |v: u64| if same_day { v } else { 0 };
     windowed(
         LimitKind::RequestsPerMinute,
         "rpm",
         minute_window,
         policy.rate_limit,
         1,
+        in_minute(recent.minute_requests),
     );
     windowed(
         LimitKind::RequestsPerDay,
@@ -352,6 +406,7 @@ pub fn windows(
         day_window,
         policy.daily_limit,
         1,
+        in_day(recent.day_requests),
     );
     windowed(
         LimitKind::TokensPerMinute,
@@ -359,6 +414,7 @@ pub fn windows(
         minute_window,
         policy.tokens_per_minute,
         reservation.tokens,
+        in_minute(recent.minute_tokens),
     );
     windowed(
         LimitKind::TokensPerDay,
@@ -366,17 +422,21 @@ pub fn windows(
         day_window,
         policy.tokens_per_day,
         reservation.tokens,
+        in_day(recent.day_tokens),
     );
     if let Some(budget) = policy.budget {
         match period_window(budget.period, now_ms) {
             Some(window) => {
                 let name = format!("budget-{}", budget.period.as_str());
+                let same_period = recent.at_ms > 0
+                    && period_window(budget.period, recent.at_ms).map(|w| w.0) == Some(window.0);
                 windowed(
                     LimitKind::Budget,
                     &name,
                     Some(window),
                     Some(budget.usd_micros),
                     reservation.cost,
+                    if same_period { recent.budget_spent } else { 0 },
                 );
             }
             None => out.push(Window {
@@ -538,24 +598,73 @@ pub fn check_request(policy: &Policy, req: &Request<'_>, now_ms: i64) -> Result<
     }
 }
 
-/// Matches `text` against `pattern`, where `*` stands for any run of characters.
+/// Matches `text` against `pattern`: `*` stands for any run of characters without a `/`, `**`
+/// for any run at all (so `/v1/chat/*` allows `/v1/chat/completions` but not
+/// `/v1/chat/x/y`, and `/v1/**` allows everything under `/v1/`).
 pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Token {
+        Byte(u8),
+        Star,
+        AnyStar,
+    }
+    if !pattern.contains('*') {
         return pattern == text;
     }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
-        return false;
-    }
-    let mut rest = &text[first.len()..text.len() - last.len()];
-    for middle in &parts[1..parts.len() - 1] {
-        match rest.find(middle) {
-            Some(at) => rest = &rest[at + middle.len()..],
-            None => return false,
+    let bytes = pattern.as_bytes();
+    let mut tokens = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'*' {
+            let mut run = 0;
+            while bytes.get(i + run) == Some(&b'*') {
+                run += 1;
+            }
+            tokens.push(if run >= 2 {
+                Token::AnyStar
+            } else {
+                Token::Star
+            });
+            i += run;
+        } else {
+            tokens.push(Token::Byte(bytes[i]));
+            i += 1;
         }
     }
-    true
+    // Which pattern positions are reachable after each byte of the text (an NFA run: time
+    // pattern × text, memory one row), with stars matching nothing closed over.
+    let close = |row: &mut Vec<bool>| {
+        for j in 0..tokens.len() {
+            if row[j] && matches!(tokens[j], Token::Star | Token::AnyStar) {
+                row[j + 1] = true;
+            }
+        }
+    };
+    let mut row = vec![false; tokens.len() + 1];
+    row[0] = true;
+    close(&mut row);
+    for &b in text.as_bytes() {
+        let mut next = vec![false; tokens.len() + 1];
+        let mut any = false;
+        for (j, token) in tokens.iter().enumerate() {
+            if !row[j] {
+                continue;
+            }
+            match *token {
+                Token::Byte(p) if p == b => next[j + 1] = true,
+                Token::Byte(_) => continue,
+                Token::Star if b == b'/' => continue,
+                Token::Star | Token::AnyStar => next[j] = true,
+            }
+            any = true;
+        }
+        if !any {
+            return false;
+        }
+        close(&mut next);
+        row = next;
+    }
+    row[tokens.len()]
 }
 
 #[cfg(test)]
@@ -573,15 +682,21 @@ mod tests {
         endpoint: &'a str,
         ip: Option<IpAddr>,
         body: &'a [u8],
-        json: Option<&'a Json>,
+        facts: Option<&'a BodyFacts>,
     ) -> Request<'a> {
         Request {
             model,
             endpoint,
             client_ip: ip,
-            body,
-            json,
+            body_len: body.len() as u64,
+            facts,
         }
+    }
+
+    fn facts(body: &[u8]) -> BodyFacts {
+        crate::scan::scan(body)
+            .expect("accepted")
+            .expect("an object")
     }
 
     #[test]
@@ -632,7 +747,11 @@ mod tests {
             tokens: 70,
             cost: 80,
         };
-        let used = Used { uses: 9, spent: 10 };
+        let used = Used {
+            uses: 9,
+            spent: 10,
+            recent: Recent::default(),
+        };
         let w = windows(&share(), &policy, NOW, r, used);
         let summary: Vec<_> = w
             .iter()
@@ -651,6 +770,63 @@ mod tests {
         );
         assert_eq!(w[4].resets_at_ms, None);
         assert_eq!(w[5].counter.key, format!("ratelimit:uses:{}", share()));
+    }
+
+    #[test]
+    fn recorded_use_seeds_windowed_counters_only_in_its_own_window() {
+        let policy = Policy {
+            rate_limit: Some(10),
+            daily_limit: Some(100),
+            tokens_per_minute: Some(1000),
+            tokens_per_day: Some(10_000),
+            budget: Some(Budget {
+                usd_micros: 5000,
+                period: Period::Month,
+            }),
+            ..Policy::default()
+        };
+        let recent = Recent {
+            at_ms: NOW - 10_000,
+            minute_requests: 3,
+            minute_tokens: 30,
+            day_requests: 40,
+            day_tokens: 400,
+            budget_spent: 4000,
+        };
+        let used = Used {
+            recent,
+            ..Used::default()
+        };
+        let seeds = |now: i64| -> Vec<u64> {
+            windows(&share(), &policy, now, Reservation::default(), used)
+                .iter()
+                .map(|w| w.counter.seed)
+                .collect()
+        };
+        assert_eq!(seeds(NOW), vec![3, 40, 30, 400, 4000]);
+        // The next minute: the minute's counters start from zero, the day's from what was read.
+        assert_eq!(seeds(NOW + 30_000), vec![0, 40, 0, 400, 4000]);
+        // The next day (still January): only the month's budget.
+        assert_eq!(seeds(NOW + DAY_MS), vec![0, 0, 0, 0, 4000]);
+        // The next month: nothing.
+        assert_eq!(seeds(NOW + 20 * DAY_MS), vec![0, 0, 0, 0, 0]);
+        // Never read: nothing.
+        let none = windows(
+            &share(),
+            &policy,
+            NOW,
+            Reservation::default(),
+            Used::default(),
+        );
+        assert!(none.iter().all(|w| w.counter.seed == 0));
+        assert!(policy.windowed());
+        assert!(!Policy::default().windowed());
+        let (minute, day, period) = recent_starts(&policy, NOW);
+        assert_eq!((NOW - minute, NOW - day), (30_000, 8 * 3_600_000 + 30_000));
+        assert_eq!(
+            period.map(crate::timefmt::to_rfc3339).as_deref(),
+            Some("2027-01-01T00:00:00Z")
+        );
     }
 
     #[test]
@@ -698,7 +874,7 @@ mod tests {
             ..Policy::default()
         };
         let body = br#"{"model":"gpt-4o-mini","max_tokens":100,"messages":[]}"#;
-        let json: Json = serde_json::from_slice(body).expect("json");
+        let f = facts(body);
         let r = reserve(
             &tpm,
             &req(
@@ -706,7 +882,7 @@ mod tests {
                 "/v1/chat/completions",
                 None,
                 body,
-                Some(&json),
+                Some(&f),
             ),
         )
         .expect("reserve");
@@ -726,7 +902,7 @@ mod tests {
             reserve_tokens: Some(50),
             ..Policy::default()
         };
-        let no_cap: Json = serde_json::json!({"model": "gpt-4o-mini"});
+        let no_cap = facts(br#"{"model": "gpt-4o-mini"}"#);
         let r = reserve(
             &budget,
             &req(Some("gpt-4o-mini"), "/", None, b"0123456789", Some(&no_cap)),
@@ -734,6 +910,41 @@ mod tests {
         .expect("reserve");
         let price = pricing::price("gpt-4o-mini").expect("priced");
         assert_eq!(r.cost, pricing::cost(price, 10, 0, 50));
+
+        // Several answers reserve several caps.
+        let body = br#"{"model":"gpt-4o-mini","max_tokens":100,"n":8}"#;
+        let several = facts(body);
+        let r = reserve(
+            &budget,
+            &req(Some("gpt-4o-mini"), "/", None, body, Some(&several)),
+        )
+        .expect("reserve");
+        assert_eq!(r.cost, pricing::cost(price, body.len() as u64, 0, 800));
+        assert_eq!(r.tokens, (body.len() as u64).div_ceil(4) + 800);
+        let body = br#"{"model":"gpt-4o-mini","best_of":3,"n":2,"max_tokens":10}"#;
+        let best = facts(body);
+        let r = reserve(&tpm, &req(None, "/", None, body, Some(&best))).expect("reserve");
+        assert_eq!(r.tokens, (body.len() as u64).div_ceil(4) + 30);
+
+        // What cannot be bounded is refused on a budget, and only there.
+        let body = br#"{"model":"gpt-4o-mini","tools":[{"type":"web_search_preview"}]}"#;
+        let searching = facts(body);
+        let refused = reserve(
+            &budget,
+            &req(Some("gpt-4o-mini"), "/", None, body, Some(&searching)),
+        )
+        .expect_err("unbounded");
+        assert_eq!(
+            (refused.code(), refused.status().as_u16()),
+            ("cost_not_bounded", 403)
+        );
+        assert!(
+            reserve(
+                &tpm,
+                &req(Some("gpt-4o-mini"), "/", None, body, Some(&searching))
+            )
+            .is_ok()
+        );
 
         let unpriced = reserve(&budget, &req(Some("my-finetune"), "/", None, b"{}", None))
             .expect_err("unpriced");
@@ -750,18 +961,15 @@ mod tests {
             reserve_tokens: Some(7),
             ..Policy::default()
         };
-        let cases = [
-            (serde_json::json!({"max_tokens": 11}), 11),
-            (serde_json::json!({"max_completion_tokens": 12}), 12),
-            (serde_json::json!({"max_output_tokens": 13}), 13),
-            (
-                serde_json::json!({"generationConfig": {"maxOutputTokens": 14}}),
-                14,
-            ),
-            (serde_json::json!({}), 7),
+        let cases: [(&[u8], u64); 5] = [
+            (br#"{"max_tokens": 11}"#, 11),
+            (br#"{"max_completion_tokens": 12}"#, 12),
+            (br#"{"max_output_tokens": 13}"#, 13),
+            (br#"{"generationConfig": {"maxOutputTokens": 14}}"#, 14),
+            (b"{}", 7),
         ];
         for (doc, cap) in cases {
-            assert_eq!(output_cap(&policy, Some(&doc)), cap, "{doc}");
+            assert_eq!(output_cap(&policy, Some(&facts(doc))), cap);
         }
         assert_eq!(output_cap(&Policy::default(), None), DEFAULT_RESERVE_TOKENS);
     }
@@ -975,6 +1183,7 @@ mod tests {
 
     #[test]
     fn globs_match_as_expected() {
+        let long = "a".repeat(200);
         let cases = [
             ("gpt-4o", "gpt-4o", true),
             ("gpt-4o", "gpt-4o-mini", false),
@@ -985,6 +1194,21 @@ mod tests {
             ("*", "anything", true),
             ("a*b*c", "abc", true),
             ("a*b*c", "acb", false),
+            ("/v1/chat/*", "/v1/chat/completions", true),
+            ("/v1/chat/*", "/v1/chat/x/completions", false),
+            ("/v1/chat/*", "/v1/chat/", true),
+            ("/v1/*", "/v1/images/generations", false),
+            ("/v1/**", "/v1/images/generations", true),
+            ("/v1/**/completions", "/v1/chat/completions", true),
+            ("/v1/**/completions", "/v1/a/b/completions", true),
+            ("/v1/*/completions", "/v1/a/b/completions", false),
+            ("openai/*", "openai/gpt-4o", true),
+            ("*", "openai/gpt-4o", false),
+            ("**", "openai/gpt-4o", true),
+            ("***", "a/b", true),
+            ("*-mini", "gpt-4o-mini", true),
+            ("x*y*z*", "xyz", true),
+            ("*a*a*a*a*a*a*b", long.as_str(), false),
         ];
         for (pattern, text, expected) in cases {
             assert_eq!(glob_match(pattern, text), expected, "{pattern} ~ {text}");

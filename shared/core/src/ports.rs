@@ -295,6 +295,22 @@ pub fn random<const N: usize>(rng: &dyn Rng) -> [u8; N] {
     out
 }
 
+/// Password hashing (argon2id: tens of milliseconds of CPU), run where it cannot stall the
+/// handling of other requests: a bounded pool of blocking threads natively, the calling task on
+/// the single-threaded wasm hosts.
+#[cfg_attr(not(target_family = "wasm"), async_trait::async_trait)]
+#[cfg_attr(target_family = "wasm", async_trait::async_trait(?Send))]
+pub trait Passwords: MaybeSendSync {
+    /// The PHC string to store for `password` ([`crate::crypto::password::hash`]).
+    async fn hash(
+        &self,
+        password: crate::secret::SecretString,
+        salt: [u8; crate::crypto::password::SALT_LEN],
+    ) -> String;
+    /// Whether `password` matches `stored` ([`crate::crypto::password::verify`]).
+    async fn verify(&self, stored: String, password: crate::secret::SecretString) -> bool;
+}
+
 /// Where usage events go (a channel, a queue, a Redis list). Must not block: it is called when
 /// a proxied stream ends, possibly from a destructor.
 pub trait UsageSink: MaybeSendSync {

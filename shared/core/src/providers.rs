@@ -211,6 +211,94 @@ const STRIPPED_REQUEST_HEADERS: &[&str] = &[
     "cf-connecting-ip",
 ];
 
+/// Headers a client may send that choose which of the key owner's organisations or projects a
+/// request bills to: never forwarded (the key's owner decides that, not the token holder).
+const ACCOUNT_REQUEST_HEADERS: &[&str] = &["openai-organization", "openai-project"];
+
+/// Headers of an upstream's answer that never reach the client:
+/// - anything that acts on the origin Feen serves from, where the dashboard lives: cookies,
+///   redirects and refreshes, authentication prompts, policies (CSP, HSTS, permissions,
+///   cross-origin isolation), site-data wiping, reporting endpoints, alternative services,
+///   downloads under a name of the upstream's choosing;
+/// - what identifies the key owner's account at the provider (organisation and project ids);
+/// - hop-by-hop headers.
+///
+/// Feen's own `Content-Security-Policy` and `X-Content-Type-Options` replace any upstream one
+/// (see [`answer_headers`]).
+pub const STRIPPED_RESPONSE_HEADERS: &[&str] = &[
+    "set-cookie",
+    "set-cookie2",
+    "location",
+    "content-location",
+    "refresh",
+    "www-authenticate",
+    "proxy-authenticate",
+    "clear-site-data",
+    "strict-transport-security",
+    "public-key-pins",
+    "public-key-pins-report-only",
+    "alt-svc",
+    "content-security-policy",
+    "content-security-policy-report-only",
+    "permissions-policy",
+    "feature-policy",
+    "cross-origin-opener-policy",
+    "cross-origin-embedder-policy",
+    "cross-origin-resource-policy",
+    "access-control-allow-credentials",
+    "report-to",
+    "reporting-endpoints",
+    "nel",
+    "link",
+    "content-disposition",
+    "x-frame-options",
+    "x-content-type-options",
+    "origin-agent-cluster",
+    "service-worker-allowed",
+    "x-xss-protection",
+    "openai-organization",
+    "openai-project",
+    "anthropic-organization-id",
+    "x-organization-id",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// The `Content-Security-Policy` of every answer the proxy gives: whatever the upstream sent is
+/// a sandboxed document with no scripts, no plugins, no forms, no same-origin access and nothing
+/// to load, so that even an HTML page from a hostile upstream is inert on Feen's origin.
+pub const ANSWER_CSP: &str =
+    "sandbox; default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// Makes an upstream's answer headers safe to hand to a client on Feen's origin: removes
+/// [`STRIPPED_RESPONSE_HEADERS`] and sets Feen's sandbox policy, `nosniff` and no referrer.
+/// Used for every answer of the proxy, Feen's own errors included.
+pub fn answer_headers(headers: &mut HeaderMap) {
+    for name in STRIPPED_RESPONSE_HEADERS {
+        headers.remove(*name);
+    }
+    headers.insert(
+        http::header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(ANSWER_CSP),
+    );
+    headers.insert(
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        http::header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        http::header::X_FRAME_OPTIONS,
+        HeaderValue::from_static("DENY"),
+    );
+}
+
 /// The Feen token presented with a request, from whichever credential header the client's SDK
 /// uses (`Authorization: Bearer`, `x-api-key`, `x-goog-api-key`, `api-key`).
 pub fn presented_token(headers: &HeaderMap) -> Option<&str> {
@@ -235,7 +323,10 @@ pub fn upstream_headers(
     let mut headers = HeaderMap::with_capacity(client.len() + 2);
     for (name, value) in client {
         let lower = name.as_str();
-        if CREDENTIAL_HEADERS.contains(&lower) || STRIPPED_REQUEST_HEADERS.contains(&lower) {
+        if CREDENTIAL_HEADERS.contains(&lower)
+            || STRIPPED_REQUEST_HEADERS.contains(&lower)
+            || ACCOUNT_REQUEST_HEADERS.contains(&lower)
+        {
             continue;
         }
         headers.append(name.clone(), value.clone());
@@ -341,6 +432,72 @@ mod tests {
                 out.get("content-type").and_then(|v| v.to_str().ok()),
                 Some("application/json")
             );
+        }
+    }
+
+    #[test]
+    fn the_client_cannot_choose_the_owners_organisation_or_project() {
+        let client = headers(&[
+            ("openai-organization", "org-other"),
+            ("OpenAI-Project", "proj_other"),
+            ("openai-beta", "assistants=v2"),
+        ]);
+        let out = upstream_headers(
+            &client,
+            AuthStyle::Bearer,
+            None,
+            &SecretString::new("k".into()),
+        );
+        assert!(out.get("openai-organization").is_none());
+        assert!(out.get("openai-project").is_none());
+        assert_eq!(
+            out.get("openai-beta").and_then(|v| v.to_str().ok()),
+            Some("assistants=v2")
+        );
+    }
+
+    #[test]
+    fn answers_lose_what_acts_on_the_origin_and_gain_the_sandbox() {
+        let mut answer = headers(&[
+            ("set-cookie", "feen_access=stolen; Path=/"),
+            ("location", "https://evil.example/"),
+            ("refresh", "0; url=https://evil.example/"),
+            ("www-authenticate", "Basic realm=feen"),
+            ("clear-site-data", "\"cookies\""),
+            ("content-security-policy", "default-src *"),
+            ("openai-organization", "org-owner"),
+            ("anthropic-organization-id", "owner-org"),
+            ("content-type", "text/html"),
+            ("x-request-id", "req_1"),
+            ("retry-after", "3"),
+        ]);
+        answer_headers(&mut answer);
+        for gone in [
+            "set-cookie",
+            "location",
+            "refresh",
+            "www-authenticate",
+            "clear-site-data",
+            "openai-organization",
+            "anthropic-organization-id",
+        ] {
+            assert!(answer.get(gone).is_none(), "{gone} passed");
+        }
+        let csp: Vec<_> = answer
+            .get_all("content-security-policy")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        assert_eq!(csp, vec![ANSWER_CSP]);
+        assert!(ANSWER_CSP.starts_with("sandbox;") && ANSWER_CSP.contains("default-src 'none'"));
+        assert_eq!(
+            answer
+                .get("x-content-type-options")
+                .and_then(|v| v.to_str().ok()),
+            Some("nosniff")
+        );
+        for kept in ["content-type", "x-request-id", "retry-after"] {
+            assert!(answer.get(kept).is_some(), "{kept} lost");
         }
     }
 

@@ -130,8 +130,51 @@ proptest! {
         let inside = (addr & mask) == (u32::from(network.network()) & mask);
         let policy = Policy { allowed_ips: vec![network.into()], ..Policy::default() };
         let request = limits::Request {
-            model: None, endpoint: "/", client_ip: Some(IpAddr::V4(Ipv4Addr::from(addr))), body: b"", json: None,
+            model: None, endpoint: "/", client_ip: Some(IpAddr::V4(Ipv4Addr::from(addr))), body_len: 0, facts: None,
         };
         prop_assert_eq!(limits::check_request(&policy, &request, 0).is_ok(), inside);
+    }
+
+    #[test]
+    fn the_body_scan_never_panics_and_only_objects_have_facts(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        if let Ok(Some(_)) = feen_core::scan::scan(&bytes) {
+            prop_assert!(serde_json::from_slice::<serde_json::Value>(&bytes).is_ok_and(|v| v.is_object()));
+        }
+    }
+
+    #[test]
+    fn rewritten_bodies_are_the_same_json_plus_the_edits(
+        fields in proptest::collection::btree_map("[a-z_]{1,12}", any::<u32>(), 0..6),
+        stream in any::<bool>(),
+        cap in 1u64..100_000,
+    ) {
+        let mut doc = serde_json::Map::new();
+        for (k, v) in &fields {
+            if !["stream", "stream_options", "max_tokens", "n", "model", "best_of", "max_output_tokens", "max_completion_tokens", "tools"].contains(&k.as_str()) {
+                doc.insert(k.clone(), (*v).into());
+            }
+        }
+        doc.insert("stream".into(), stream.into());
+        let body = serde_json::to_vec(&serde_json::Value::Object(doc.clone())).expect("json");
+        let facts = feen_core::scan::scan(&body).expect("accepted").expect("an object");
+        let edits = feen_core::scan::Edits {
+            include_usage: true,
+            output_cap: Some((feen_core::scan::OutputField::Top("max_tokens"), cap)),
+        };
+        let out = feen_core::scan::rewrite(&body, &facts, edits).expect("rewrites").expect("changed");
+        let mut expected = doc;
+        expected.insert("max_tokens".into(), cap.into());
+        expected.insert("stream_options".into(), serde_json::json!({"include_usage": true}));
+        let got: serde_json::Value = serde_json::from_slice(&out).expect("still JSON");
+        prop_assert_eq!(got, serde_json::Value::Object(expected));
+    }
+
+    #[test]
+    fn a_normalised_path_normalises_to_itself_and_never_climbs(raw in "(/(\\.|\\.\\.|%2[eEfF]|[a-z]{1,3}|%41|;|:)){1,6}/?") {
+        if let Ok(path) = feen_core::path::normalise(&raw) {
+            prop_assert_eq!(feen_core::path::normalise(&path).ok(), Some(path.clone()));
+            prop_assert!(path.split('/').all(|seg| seg != "." && seg != ".."));
+            prop_assert!(!path.to_ascii_lowercase().contains("%2e") && !path.to_ascii_lowercase().contains("%2f"));
+        }
     }
 }

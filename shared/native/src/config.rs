@@ -58,6 +58,10 @@ pub struct Settings {
     pub usage_retention_days: u32,
     /// `FEEN_EMAIL_API_URL`, `FEEN_EMAIL_API_KEY`, `FEEN_EMAIL_FROM` (checked together).
     pub email: [Option<String>; 3],
+    /// `FEEN_PROXY_HOST`: the proxy's own hostname, apart from the dashboard's.
+    pub proxy_host: Option<String>,
+    /// `FEEN_BODY_MEMORY_MB`, in bytes (0: not set, the default).
+    pub body_memory: usize,
 }
 
 impl std::fmt::Debug for Settings {
@@ -127,6 +131,11 @@ impl Settings {
             cookie_secure: flag("FEEN_COOKIE_SECURE")?,
             client_ip: client_ip_source(var("FEEN_CLIENT_IP_HEADER"), var("FEEN_TRUSTED_PROXIES"))?,
             jobs_token: var("FEEN_JOBS_TOKEN"),
+            proxy_host: feen_service::settings::proxy_host(var("FEEN_PROXY_HOST"))?,
+            body_memory: feen_service::settings::body_memory(
+                var("FEEN_BODY_MEMORY_MB"),
+                feen_service::settings::NATIVE_BODY_MEMORY_MB,
+            )?,
             email: {
                 let email = EMAIL_VARS.map(var);
                 feen_service::settings::mail(&|name| email_var(&email, name))?;
@@ -178,6 +187,11 @@ impl Settings {
             stream_idle_ms: None,
             jobs_token: feen_service::settings::jobs_token(self.jobs_token.clone())?,
             mail: self.mail()?,
+            proxy_host: self.proxy_host.clone(),
+            body_memory: match self.body_memory {
+                0 => feen_service::settings::NATIVE_BODY_MEMORY_MB << 20,
+                bytes => bytes,
+            },
             // Zero is "not set" (a `Settings::default()`).
             usage_retention_days: match self.usage_retention_days {
                 0 => feen_service::settings::DEFAULT_USAGE_RETENTION_DAYS,

@@ -32,7 +32,7 @@ use crate::kv_memory::MemoryKv;
 use crate::kv_redis::RedisKv;
 use crate::metrics::{CountingSink, Metrics, TimedDb};
 use crate::outbound::ReqwestHttp;
-use crate::system::{OsRng, SystemClock};
+use crate::system::{BlockingPasswords, OsRng, SystemClock};
 use crate::usage_writer;
 
 /// How long a shutdown waits for in-flight requests (long streams) before closing them.
@@ -41,12 +41,11 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
 /// Routes a request to the function that owns its path.
 pub async fn dispatch(req: Req, ctx: &Ctx) -> Resp {
     let path = req.uri().path();
-    let under = |prefix: &str| {
-        path == prefix
-            || path
-                .strip_prefix(prefix)
-                .is_some_and(|rest| rest.starts_with('/'))
-    };
+    let host = feen_service::request::request_host(&req);
+    if !feen_service::request::answers_here(path, host, ctx.config.proxy_host.as_deref()) {
+        return error_response(&Error::NotFound("route"));
+    }
+    let under = |prefix: &str| feen_service::request::under(path, prefix);
     if under(feen_auth::PREFIX) {
         feen_auth::handle(req, ctx).await
     } else if under(feen_keys::PREFIX) {
@@ -173,6 +172,7 @@ pub async fn serve(
             metrics: metrics.clone(),
         }),
         defer: Arc::new(tasks.clone()),
+        passwords: Arc::new(BlockingPasswords::new()),
         memo: Arc::new(Memo::new()),
         config: Arc::new(config),
     };

@@ -10,7 +10,7 @@ use feen_core::authz::Role;
 use feen_core::crypto::keyring::{KeyRing, SealedSecret};
 use feen_core::crypto::token::{self, TokenKind};
 use feen_core::ids::{InviteId, KeyId, PatId, RequestId, SessionId, ShareId, TeamId, UserId};
-use feen_core::limits::{Budget, Period, Policy, Used};
+use feen_core::limits::{Budget, Period, Policy, Recent, Used};
 use feen_core::ports::{Db, DbError};
 use feen_core::providers::CustomAuth;
 use feen_core::secret::SecretString;
@@ -190,7 +190,7 @@ async fn shares_resolve_for_the_proxy_until_revoked(db: Arc<dyn Db>) {
     let (ann, bob) = (user(db, 1).await, user(db, 2).await);
     let (k, sealed) = key(db, &ann, 1).await;
     let (s, hash) = share(db, &ann, &k, 1).await;
-    let target = shares::proxy_target(db, &hash)
+    let target = shares::proxy_target(db, &hash, 0)
         .await
         .expect("query")
         .expect("live share");
@@ -235,7 +235,7 @@ async fn shares_resolve_for_the_proxy_until_revoked(db: Arc<dyn Db>) {
     stolen.owner = of(&bob);
     assert!(!shares::update(db, &stolen, NOW).await.expect("update"));
     assert!(shares::update(db, &updated, NOW + 3).await.expect("update"));
-    let target = shares::proxy_target(db, &hash)
+    let target = shares::proxy_target(db, &hash, 0)
         .await
         .expect("query")
         .expect("live");
@@ -261,13 +261,13 @@ async fn shares_resolve_for_the_proxy_until_revoked(db: Arc<dyn Db>) {
             .expect("replace")
     );
     assert!(
-        shares::proxy_target(db, &hash)
+        shares::proxy_target(db, &hash, 0)
             .await
             .expect("query")
             .is_none()
     );
     assert!(
-        shares::proxy_target(db, &new_hash)
+        shares::proxy_target(db, &new_hash, 0)
             .await
             .expect("query")
             .is_some()
@@ -289,7 +289,7 @@ async fn shares_resolve_for_the_proxy_until_revoked(db: Arc<dyn Db>) {
             .expect("second revoke is a no-op")
     );
     assert!(
-        shares::proxy_target(db, &new_hash)
+        shares::proxy_target(db, &new_hash, 0)
             .await
             .expect("query")
             .is_none()
@@ -314,7 +314,7 @@ async fn deleting_a_key_deletes_its_shares(db: Arc<dyn Db>) {
     assert!(keys::delete(db, &of(&ann), &k).await.expect("delete"));
     assert!(shares::list(db, &of(&ann)).await.expect("list").is_empty());
     assert!(
-        shares::proxy_target(db, &hash)
+        shares::proxy_target(db, &hash, 0)
             .await
             .expect("query")
             .is_none()
@@ -494,9 +494,49 @@ async fn usage_events_are_written_once(db: Arc<dyn Db>) {
         shares::used(db, &s).await.expect("used"),
         Used {
             uses: 120,
-            spent: 60 * 7
+            spent: 60 * 7,
+            recent: Default::default(),
         }
     );
+    // What the windows current at a moment hold, for the counters a restart forgot.
+    let policy = Policy {
+        rate_limit: Some(1000),
+        daily_limit: Some(1000),
+        budget: Some(Budget {
+            usd_micros: 1_000_000,
+            period: Period::Day,
+        }),
+        ..Policy::default()
+    };
+    let now = shares::recent(db, &s, &policy, NOW + 200)
+        .await
+        .expect("recent");
+    assert_eq!(
+        now,
+        Recent {
+            at_ms: NOW + 200,
+            minute_requests: 120,
+            minute_tokens: 120 * 13,
+            day_requests: 120,
+            day_tokens: 120 * 13,
+            budget_spent: 60 * 7,
+        }
+    );
+    let next_minute = shares::recent(db, &s, &policy, NOW + 61_000)
+        .await
+        .expect("recent");
+    assert_eq!(
+        (next_minute.minute_requests, next_minute.day_requests),
+        (0, 120)
+    );
+    let no_budget = Policy {
+        budget: None,
+        ..policy
+    };
+    let recent_without = shares::recent(db, &s, &no_budget, NOW + 200)
+        .await
+        .expect("recent");
+    assert_eq!(recent_without.budget_spent, 0);
     let third = usage::recent(db, &of(&ann), &s, 200)
         .await
         .expect("recent")
@@ -754,7 +794,7 @@ async fn teams_have_one_owner_and_roles(db: Arc<dyn Db>) {
         Some(owner.clone())
     );
     assert!(keys::get(db, &of(&bob), &tk).await.expect("get").is_none());
-    let target = shares::proxy_target(db, &team_hash)
+    let target = shares::proxy_target(db, &team_hash, 0)
         .await
         .expect("target")
         .expect("live");
@@ -768,7 +808,7 @@ async fn teams_have_one_owner_and_roles(db: Arc<dyn Db>) {
     assert!(teams::delete(db, &t).await.expect("delete"));
     assert!(keys::owner_of(db, &tk).await.expect("owner").is_none());
     assert!(
-        shares::proxy_target(db, &team_hash)
+        shares::proxy_target(db, &team_hash, 0)
             .await
             .expect("target")
             .is_none()

@@ -128,7 +128,7 @@ pub async fn fetch(ctx: &Ctx, hash: &TokenHash) -> Result<Option<Arc<Cached>>, E
         SHARED_HITS.fetch_add(1, Ordering::Relaxed);
     } else {
         DATABASE_LOOKUPS.fetch_add(1, Ordering::Relaxed);
-        let fresh = match shares::proxy_target(ctx.db.as_ref(), hash).await? {
+        let fresh = match shares::proxy_target(ctx.db.as_ref(), hash, ctx.now_ms()).await? {
             Some(t) => encode(&t)?,
             None => TOMBSTONE.to_owned(),
         };
@@ -185,7 +185,7 @@ fn memo_hit(ctx: &Ctx, hash: &TokenHash) -> Option<Arc<Cached>> {
 /// Rewrites the entries of the shares in `scope` from the database (after a change to them).
 pub async fn refresh_shares(ctx: &Ctx, owner: &Owner, scope: HashScope<'_>) -> Result<(), Error> {
     for hash in shares::token_hashes(ctx.db.as_ref(), owner, scope).await? {
-        let text = match shares::proxy_target(ctx.db.as_ref(), &hash).await? {
+        let text = match shares::proxy_target(ctx.db.as_ref(), &hash, ctx.now_ms()).await? {
             Some(t) => encode(&t)?,
             None => TOMBSTONE.to_owned(),
         };

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use feen_core::crypto::jwt::AccessKeys;
 use feen_core::crypto::keyring::KeyRing;
-use feen_core::ports::{Clock, Db, Defer, HttpClient, Kv, Rng, UsageSink, random};
+use feen_core::ports::{Clock, Db, Defer, HttpClient, Kv, Passwords, Rng, UsageSink, random};
 
 use crate::cache::Memo;
 
@@ -31,6 +31,12 @@ pub struct Config {
     pub usage_retention_days: u32,
     /// Where notification emails go; `None`: no emails are written.
     pub mail: Option<crate::mail::MailConfig>,
+    /// `FEEN_PROXY_HOST`: the hostname (lower-case, optionally with a port) the proxy is served
+    /// on, apart from the dashboard's; `None`: the proxy shares the dashboard's origin.
+    pub proxy_host: Option<String>,
+    /// `FEEN_BODY_MEMORY_MB`, in bytes: how much request-body data the proxy holds in memory at
+    /// once across the process ([`crate::inflight`]).
+    pub body_memory: usize,
 }
 
 /// The ports and configuration a handler works with.
@@ -50,6 +56,8 @@ pub struct Ctx {
     pub usage: Arc<dyn UsageSink>,
     /// Runs work after the response.
     pub defer: Arc<dyn Defer>,
+    /// Hashes and checks passwords off the request-handling threads.
+    pub passwords: Arc<dyn Passwords>,
     /// The in-process memo of shares in front of the shared cache.
     pub memo: Arc<Memo>,
     /// Configuration.

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod cache;
 pub mod ctx;
+pub mod inflight;
 pub mod mail;
 pub mod request;
 pub mod response;

@@ -69,6 +69,53 @@ pub fn cookie<'a>(req: &'a Req, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
+/// The path prefixes the proxy answers under (`/api/proxy/*`, and `/v1/*` for OpenAI-style
+/// `base_url`s).
+pub const PROXY_PREFIXES: [&str; 2] = ["/api/proxy", "/v1"];
+
+/// Whether `path` is `prefix` or lies under it (`/api/keys`, `/api/keys/...`, not `/api/keysx`).
+pub fn under(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// Whether `path` is one of the proxy's.
+pub fn is_proxy_path(path: &str) -> bool {
+    PROXY_PREFIXES.iter().any(|prefix| under(path, prefix))
+}
+
+/// The host a request was sent to (`Host`, else the URI's authority), as written.
+pub fn request_host(req: &Req) -> Option<&str> {
+    req.headers()
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+}
+
+/// Whether a request for `path` sent to `host` is answered there, when the deployment serves the
+/// proxy on a hostname of its own (`FEEN_PROXY_HOST`): the proxy only there, and everything else
+/// (the dashboard, the API) never there, so that what an upstream returns never shares an origin
+/// with the dashboard's session. `/healthz` answers everywhere. Without a proxy host, everything
+/// answers everywhere. A configured host without a port matches the request's host on any port.
+pub fn answers_here(path: &str, host: Option<&str>, proxy_host: Option<&str>) -> bool {
+    let Some(proxy_host) = proxy_host else {
+        return true;
+    };
+    if path == "/healthz" {
+        return true;
+    }
+    let host = host.unwrap_or("").trim().to_ascii_lowercase();
+    let on_proxy_host = if proxy_host.contains(':') {
+        host == proxy_host
+    } else {
+        host.rsplit_once(':')
+            .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(host.as_str(), |(name, _)| name)
+            == proxy_host
+    };
+    on_proxy_host == is_proxy_path(path)
+}
+
 /// The client's address, if the host recorded one.
 pub fn client_addr(req: &Req) -> Option<IpAddr> {
     req.extensions().get::<ClientAddr>().map(|c| c.0)
@@ -109,6 +156,43 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_proxy_host_of_its_own_answers_only_the_proxy() {
+        let proxy = Some("proxy.feen.test");
+        let cases = [
+            ("/api/proxy/v1/chat/completions", "proxy.feen.test", true),
+            ("/v1/chat/completions", "PROXY.feen.test:443", true),
+            ("/api/auth/me", "proxy.feen.test", false),
+            ("/", "proxy.feen.test", false),
+            ("/api/proxy/v1/chat/completions", "feen.test", false),
+            ("/v1/models", "feen.test:8787", false),
+            ("/api/auth/me", "feen.test", true),
+            ("/api/proxyx", "feen.test", true),
+            ("/healthz", "proxy.feen.test", true),
+            ("/healthz", "feen.test", true),
+        ];
+        for (path, host, expected) in cases {
+            assert_eq!(
+                answers_here(path, Some(host), proxy),
+                expected,
+                "{path} on {host}"
+            );
+            assert!(
+                answers_here(path, Some(host), None),
+                "{path} without a proxy host"
+            );
+        }
+        assert!(!answers_here("/v1/x", None, proxy));
+        assert!(answers_here("/api/auth/me", None, proxy));
+        let with_port = Some("proxy.feen.test:8443");
+        assert!(answers_here(
+            "/v1/x",
+            Some("proxy.feen.test:8443"),
+            with_port
+        ));
+        assert!(!answers_here("/v1/x", Some("proxy.feen.test"), with_port));
+    }
 
     #[test]
     fn segments_split_under_a_prefix_only() {

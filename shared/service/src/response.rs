@@ -37,12 +37,16 @@ pub fn error_response(err: &Error) -> Resp {
         tracing::error!(code = err.code(), detail, "request failed");
     }
     let mut resp = json(err.status(), &err.to_json());
-    if let Error::RateLimited {
-        retry_after_secs, ..
-    } = err
-    {
+    let retry_after = match err {
+        Error::RateLimited {
+            retry_after_secs, ..
+        } => Some(*retry_after_secs),
+        Error::Busy { .. } => Some(1),
+        _ => None,
+    };
+    if let Some(secs) = retry_after {
         resp.headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            .insert(RETRY_AFTER, HeaderValue::from(secs));
     }
     resp
 }

@@ -52,7 +52,56 @@ pub fn config(
         jobs_token: jobs_token(get("FEEN_JOBS_TOKEN"))?,
         usage_retention_days: usage_retention_days(get("FEEN_USAGE_RETENTION_DAYS"))?,
         mail: mail(&get)?,
+        proxy_host: proxy_host(get("FEEN_PROXY_HOST"))?,
+        body_memory: body_memory(get("FEEN_BODY_MEMORY_MB"), EDGE_BODY_MEMORY_MB)?,
     })
+}
+
+/// The default of `FEEN_BODY_MEMORY_MB` on `feen serve`.
+pub const NATIVE_BODY_MEMORY_MB: usize = 256;
+/// The default of `FEEN_BODY_MEMORY_MB` on the edge hosts (a Worker isolate has 128 MB in all).
+pub const EDGE_BODY_MEMORY_MB: usize = 64;
+/// The least `FEEN_BODY_MEMORY_MB`: one body of the largest size the proxy accepts.
+pub const MIN_BODY_MEMORY_MB: usize = 32;
+
+/// `FEEN_BODY_MEMORY_MB` (whole MiB, at least [`MIN_BODY_MEMORY_MB`]), in bytes.
+pub fn body_memory(value: Option<String>, default_mb: usize) -> Result<usize, String> {
+    let mb = match value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
+        None => default_mb,
+        Some(v) => match v.parse::<usize>() {
+            Ok(mb) if (MIN_BODY_MEMORY_MB..=1 << 20).contains(&mb) => mb,
+            _ => {
+                return Err(format!(
+                    "FEEN_BODY_MEMORY_MB must be a whole number of MiB from {MIN_BODY_MEMORY_MB}, not {v:?}"
+                ));
+            }
+        },
+    };
+    Ok(mb << 20)
+}
+
+/// `FEEN_PROXY_HOST`: a host name, optionally with a port (`proxy.example.com`,
+/// `proxy.example.com:8443`), lower-cased.
+pub fn proxy_host(value: Option<String>) -> Result<Option<String>, String> {
+    let Some(value) = value.map(|v| v.trim().to_ascii_lowercase()) else {
+        return Ok(None);
+    };
+    let (name, port) = match value.rsplit_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (value.as_str(), None),
+    };
+    let name_ok = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+    if !(name_ok && port_ok) {
+        return Err(format!(
+            "FEEN_PROXY_HOST must be a host name with an optional port (proxy.example.com), not {value:?}"
+        ));
+    }
+    Ok(Some(value))
 }
 
 /// `FEEN_EMAIL_API_URL`, `FEEN_EMAIL_API_KEY` and `FEEN_EMAIL_FROM`: all three, or none.
@@ -201,5 +250,23 @@ mod tests {
         .expect("reads");
         assert_eq!(source.header.as_deref(), Some("x-forwarded-for"));
         assert_eq!(source.trusted.len(), 2);
+        assert_eq!(
+            proxy_host(Some(" Proxy.Example.com:8443 ".into())),
+            Ok(Some("proxy.example.com:8443".into()))
+        );
+        assert_eq!(proxy_host(None), Ok(None));
+        assert_eq!(body_memory(None, 64), Ok(64 << 20));
+        assert_eq!(body_memory(Some("100".into()), 64), Ok(100 << 20));
+        for bad in ["8", "lots", "-1"] {
+            assert!(body_memory(Some(bad.into()), 64).is_err(), "{bad}");
+        }
+        for bad in [
+            "https://proxy.example.com",
+            "proxy.example.com:0",
+            "a b",
+            ":80",
+        ] {
+            assert!(proxy_host(Some(bad.into())).is_err(), "{bad}");
+        }
     }
 }

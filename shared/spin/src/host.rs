@@ -219,6 +219,7 @@ pub fn context() -> Result<(Ctx, ClientIpSource), String> {
         rng: Arc::new(WasiRng),
         usage: Arc::new(ListSink { db, kv }),
         defer: Arc::new(Spawn),
+        passwords: Arc::new(feen_core::crypto::password::Inline),
         memo: instance.memo.clone(),
         config: instance.config.clone(),
     };
@@ -249,6 +250,14 @@ where
             return http::Response::from_parts(parts, OutBody(Some(body)));
         }
     };
+    let path = parts.uri.path();
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok());
+    if !feen_service::request::answers_here(path, host, ctx.config.proxy_host.as_deref()) {
+        return not_found();
+    }
     let peer = parts
         .headers
         .get("spin-client-addr")
@@ -281,10 +290,27 @@ where
     F: FnOnce(&Req) -> Resp,
 {
     let (parts, body) = req.into_parts();
+    let host = parts
+        .headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok());
+    let proxy_host = feen_service::settings::proxy_host(var("FEEN_PROXY_HOST"))
+        .ok()
+        .flatten();
+    if !feen_service::request::answers_here(parts.uri.path(), host, proxy_host.as_deref()) {
+        return not_found();
+    }
     let (body, leftover) =
         feen_core::body::drainable(body.stream().map(|chunk| chunk.map_err(stream_error)));
     let resp = handler(&http::Request::from_parts(parts, body));
     leftover.drain(MAX_DRAIN).await;
+    let (parts, body) = resp.into_parts();
+    http::Response::from_parts(parts, OutBody(Some(body)))
+}
+
+/// Feen's JSON 404, for a path that is not answered on the host it was sent to.
+fn not_found() -> http::Response<OutBody> {
+    let resp = feen_service::response::error_response(&feen_core::Error::NotFound("route"));
     let (parts, body) = resp.into_parts();
     http::Response::from_parts(parts, OutBody(Some(body)))
 }

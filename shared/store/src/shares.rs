@@ -4,7 +4,7 @@ use feen_core::authz::Owner;
 use feen_core::crypto::keyring::SealedSecret;
 use feen_core::crypto::token::TokenHash;
 use feen_core::ids::{KeyId, ShareId, TeamId, UserId};
-use feen_core::limits::{Budget, Period, Policy, Used};
+use feen_core::limits::{self, Budget, Period, Policy, Recent, Used};
 use feen_core::ports::{Db, DbError, Row, Value};
 use serde::{Deserialize, Serialize};
 
@@ -340,8 +340,13 @@ impl ProxyTarget {
     }
 }
 
-/// The live share a token hash belongs to, with its key.
-pub async fn proxy_target(db: &dyn Db, hash: &TokenHash) -> Result<Option<ProxyTarget>, DbError> {
+/// The live share a token hash belongs to, with its key, and what it has used (over its life,
+/// and in the windows current at `now`, for the limits that need it).
+pub async fn proxy_target(
+    db: &dyn Db,
+    hash: &TokenHash,
+    now: i64,
+) -> Result<Option<ProxyTarget>, DbError> {
     let policy_columns: Vec<String> = POLICY_COLUMNS.iter().map(|c| format!("s.{c}")).collect();
     let sql = format!(
         "SELECT s.id, s.user_id, s.api_key_id, k.provider, k.base_url, k.sealed_secret, k.auth_header, k.auth_template, s.team_id, {} \
@@ -356,11 +361,14 @@ pub async fn proxy_target(db: &dyn Db, hash: &TokenHash) -> Result<Option<ProxyT
     let policy = policy_at(row, 9)?;
     let lifetime =
         policy.max_uses.is_some() || policy.budget.is_some_and(|b| b.period == Period::Lifetime);
-    let used = if lifetime {
+    let mut used = if lifetime {
         used(db, &share).await?
     } else {
         Used::default()
     };
+    if policy.windowed() {
+        used.recent = recent(db, &share, &policy, now).await?;
+    }
     Ok(Some(ProxyTarget {
         share,
         user: UserId::from_db(row.text(1)?),
@@ -396,6 +404,64 @@ pub async fn used(db: &dyn Db, share: &ShareId) -> Result<Used, DbError> {
     Ok(Used {
         uses: count(row.opt_int(0)?).unwrap_or(0),
         spent: count(row.opt_int(1)?).unwrap_or(0),
+        recent: Recent::default(),
+    })
+}
+
+/// What a share has recorded in the windows current at `now` (the minute, the UTC day, the
+/// budget period): requests that reached the provider, their tokens and cost. Raw events count
+/// from the retention horizon on, the daily rollups before it (only a budget period can reach
+/// that far back).
+pub async fn recent(
+    db: &dyn Db,
+    share: &ShareId,
+    policy: &Policy,
+    now: i64,
+) -> Result<Recent, DbError> {
+    let (minute, day, period) = limits::recent_starts(policy, now);
+    let from = period.map_or(day, |p| p.min(day));
+    // Without a budget period the cost column is summed from `now` on: nothing.
+    let period = period.unwrap_or(now + 1);
+    let rows = db
+        .query(
+            &format!(
+                "SELECT CAST(COALESCE(SUM(mr), 0) AS BIGINT), CAST(COALESCE(SUM(mt), 0) AS BIGINT), \
+                 CAST(COALESCE(SUM(dr), 0) AS BIGINT), CAST(COALESCE(SUM(dt), 0) AS BIGINT), \
+                 CAST(COALESCE(SUM(pc), 0) AS BIGINT) FROM ( \
+                 SELECT SUM(CASE WHEN started_at >= $2 THEN 1 ELSE 0 END) AS mr, \
+                 SUM(CASE WHEN started_at >= $2 THEN input_tokens + output_tokens ELSE 0 END) AS mt, \
+                 SUM(CASE WHEN started_at >= $3 THEN 1 ELSE 0 END) AS dr, \
+                 SUM(CASE WHEN started_at >= $3 THEN input_tokens + output_tokens ELSE 0 END) AS dt, \
+                 SUM(CASE WHEN started_at >= $4 THEN COALESCE(cost_micros, 0) ELSE 0 END) AS pc \
+                 FROM usage_events WHERE share_id = $1 AND started_at >= $5 \
+                 AND started_at >= {h} AND outcome <> 'refused' \
+                 UNION ALL SELECT 0, 0, 0, 0, SUM(cost_micros) FROM usage_rollups \
+                 WHERE period = 'day' AND share_id = $1 AND bucket_start >= $4 AND bucket_start < {h}) parts",
+                h = crate::usage::HORIZON_SQL
+            ),
+            &[
+                share.as_str().into(),
+                minute.into(),
+                day.into(),
+                period.into(),
+                from.into(),
+            ],
+        )
+        .await?;
+    let Some(row) = rows.first() else {
+        return Ok(Recent {
+            at_ms: now,
+            ..Recent::default()
+        });
+    };
+    let value = |i| Ok::<u64, DbError>(count(row.opt_int(i)?).unwrap_or(0));
+    Ok(Recent {
+        at_ms: now,
+        minute_requests: value(0)?,
+        minute_tokens: value(1)?,
+        day_requests: value(2)?,
+        day_tokens: value(3)?,
+        budget_spent: value(4)?,
     })
 }
 

@@ -351,6 +351,7 @@ pub fn context(env: &worker::Env, context: worker::Context) -> worker::Result<Ct
             context: context.clone(),
         }),
         defer: Arc::new(WaitUntil(context)),
+        passwords: Arc::new(feen_core::crypto::password::Inline),
         memo,
         config,
     })

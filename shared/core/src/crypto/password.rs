@@ -34,18 +34,42 @@ pub fn verify(stored: &str, password: &SecretString) -> bool {
     argon2::verify_encoded(stored, password.expose().as_bytes()).unwrap_or(false)
 }
 
-/// A hash of a password nobody knows, verified against when an email is unknown, so that an
-/// unknown email and a wrong password take the same time.
-pub fn decoy_hash() -> String {
-    hash(
-        &SecretString::new("feen-decoy-password".into()),
-        [0x5a; SALT_LEN],
-    )
+/// A hash of a password nobody knows, with the same parameters as every stored hash, verified
+/// against when an email is unknown: an unknown email costs exactly one hash, as a wrong password
+/// does, and gets the same answer. Precomputed (a test checks it is what [`hash`] makes), so the
+/// decoy itself costs nothing.
+pub const DECOY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$WlpaWlpaWlpaWlpaWlpaWg$tNPUMeY2Qd247WEWIc41u1j7t6kWNBjX1Jtpn34XnzM";
+
+/// Hashing on the calling task: for the wasm hosts, where an isolate or instance has one thread
+/// and nothing to hand the work to.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Inline;
+
+#[cfg_attr(not(target_family = "wasm"), async_trait::async_trait)]
+#[cfg_attr(target_family = "wasm", async_trait::async_trait(?Send))]
+impl crate::ports::Passwords for Inline {
+    async fn hash(&self, password: SecretString, salt: [u8; SALT_LEN]) -> String {
+        hash(&password, salt)
+    }
+
+    async fn verify(&self, stored: String, password: SecretString) -> bool {
+        verify(&stored, &password)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_decoy_is_a_real_hash_with_the_same_parameters() {
+        let made = hash(
+            &SecretString::new("feen-decoy-password".into()),
+            [0x5a; SALT_LEN],
+        );
+        assert_eq!(DECOY_HASH, made);
+        assert!(!verify(DECOY_HASH, &SecretString::new("".into())));
+    }
 
     #[test]
     fn right_password_verifies_and_wrong_does_not() {
