@@ -594,3 +594,145 @@ async fn without_a_metrics_token_there_is_no_metrics_endpoint() {
         .await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
 }
+
+/// `feen serve` on a fresh data directory with `env` added.
+async fn serve_with(env: &[(&str, &str)]) -> Feen {
+    Feen::start_with(Options {
+        env: env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        ..Options::default()
+    })
+    .await
+}
+
+/// Reads from `stream` until it closes or `within` passes; whether it closed, and what it read.
+async fn read_until_closed(
+    stream: &mut tokio::net::TcpStream,
+    within: std::time::Duration,
+) -> (bool, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let mut buf = [0u8; 4096];
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (true, seen),
+            Ok(Ok(n)) => seen.extend_from_slice(&buf[..n]),
+            Err(_) => return (false, seen),
+        }
+    }
+}
+
+fn addr(feen: &Feen) -> String {
+    feen.base.trim_start_matches("http://").to_owned()
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_or_goes_idle_is_disconnected() {
+    use tokio::io::AsyncWriteExt;
+    let feen = serve_with(&[("FEEN_HEADER_TIMEOUT_SECS", "1")]).await;
+    // Headers that never end.
+    let mut slow = tokio::net::TcpStream::connect(addr(&feen))
+        .await
+        .expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-slow: ")
+        .await
+        .expect("write");
+    let (closed, _) = read_until_closed(&mut slow, std::time::Duration::from_secs(10)).await;
+    assert!(closed, "a connection with unfinished headers stayed open");
+    // A keep-alive connection that sends nothing after its first request.
+    let mut idle = tokio::net::TcpStream::connect(addr(&feen))
+        .await
+        .expect("connect");
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let (closed, seen) = read_until_closed(&mut idle, std::time::Duration::from_secs(10)).await;
+    assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"));
+    assert!(closed, "an idle keep-alive connection stayed open");
+}
+
+#[tokio::test]
+async fn a_body_that_never_arrives_is_given_up_on() {
+    use tokio::io::AsyncWriteExt;
+    let feen = serve_with(&[("FEEN_BODY_TIMEOUT_SECS", "1")]).await;
+    let mut stream = tokio::net::TcpStream::connect(addr(&feen))
+        .await
+        .expect("connect");
+    stream
+        .write_all(
+            b"POST /api/proxy/v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer feen_x\r\n\
+              content-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"model\":",
+        )
+        .await
+        .expect("write");
+    let (_, seen) = read_until_closed(&mut stream, std::time::Duration::from_secs(10)).await;
+    let answer = String::from_utf8_lossy(&seen);
+    // Answered (the token is read first: a made-up one is refused before the body is waited
+    // for), or the body timed out; either way within the deadline, not never.
+    assert!(
+        answer.starts_with("HTTP/1.1 4"),
+        "no answer within 10 s: {answer:?}"
+    );
+    // With a real token the body is what is waited for, and the deadline ends the wait.
+    let api = Api::new(&feen.base);
+    let mock = MockProvider::start(SECRET).await;
+    let user = api.signup("slowbody").await;
+    let key = api.add_key(&user, "openai", SECRET, &mock.base_url()).await;
+    let (_, token) = api.mint(&user, &key, json!({})).await;
+    let mut stream = tokio::net::TcpStream::connect(addr(&feen))
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /api/proxy/v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\n\
+         content-type: application/json\r\ncontent-length: 1000\r\n\r\n{{\"model\":"
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let started = std::time::Instant::now();
+    let (_, seen) = read_until_closed(&mut stream, std::time::Duration::from_secs(10)).await;
+    let answer = String::from_utf8_lossy(&seen);
+    assert!(
+        answer.starts_with("HTTP/1.1 400"),
+        "the unfinished body was not given up on: {answer:?}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(mock.requests().is_empty());
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_wait_for_one_to_close() {
+    use tokio::io::AsyncWriteExt;
+    let feen = serve_with(&[
+        ("FEEN_MAX_CONNECTIONS", "2"),
+        ("FEEN_HEADER_TIMEOUT_SECS", "60"),
+    ])
+    .await;
+    // Two connections hold both places (the harness's readiness probe has closed its own).
+    let first = tokio::net::TcpStream::connect(addr(&feen))
+        .await
+        .expect("connect");
+    let _second = tokio::net::TcpStream::connect(addr(&feen))
+        .await
+        .expect("connect");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut third = tokio::net::TcpStream::connect(addr(&feen))
+        .await
+        .expect("the kernel queues it");
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let (_, early) = read_until_closed(&mut third, std::time::Duration::from_millis(1500)).await;
+    assert!(
+        early.is_empty(),
+        "a third connection was served past the cap"
+    );
+    drop(first);
+    let (_, later) = read_until_closed(&mut third, std::time::Duration::from_secs(10)).await;
+    assert!(
+        String::from_utf8_lossy(&later).starts_with("HTTP/1.1 200"),
+        "the waiting connection was never served"
+    );
+}

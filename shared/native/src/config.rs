@@ -62,6 +62,50 @@ pub struct Settings {
     pub proxy_host: Option<String>,
     /// `FEEN_BODY_MEMORY_MB`, in bytes (0: not set, the default).
     pub body_memory: usize,
+    /// What the server allows each connection.
+    pub server: ServerLimits,
+}
+
+/// What `feen serve` allows each client connection, so that no client can hold connections or
+/// memory without end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// `FEEN_HEADER_TIMEOUT_SECS`: how long a request's headers may take to arrive, which is
+    /// also how long an idle keep-alive connection waits for its next request.
+    pub header_timeout_secs: u64,
+    /// `FEEN_BODY_TIMEOUT_SECS`: how long a request's body may take to arrive, in all.
+    pub body_timeout_secs: u64,
+    /// `FEEN_MAX_CONNECTIONS`: connections served at once; further ones wait to be accepted.
+    pub max_connections: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout_secs: 30,
+            body_timeout_secs: 120,
+            max_connections: 1024,
+        }
+    }
+}
+
+/// A whole number from `min` to `max`, or the default when unset.
+fn bounded(
+    name: &str,
+    value: Option<String>,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, String> {
+    match value {
+        None => Ok(default),
+        Some(v) => match v.trim().parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(format!(
+                "{name} must be a whole number from {min} to {max}, not {v:?}"
+            )),
+        },
+    }
 }
 
 impl std::fmt::Debug for Settings {
@@ -132,6 +176,32 @@ impl Settings {
             client_ip: client_ip_source(var("FEEN_CLIENT_IP_HEADER"), var("FEEN_TRUSTED_PROXIES"))?,
             jobs_token: var("FEEN_JOBS_TOKEN"),
             proxy_host: feen_service::settings::proxy_host(var("FEEN_PROXY_HOST"))?,
+            server: {
+                let default = ServerLimits::default();
+                ServerLimits {
+                    header_timeout_secs: bounded(
+                        "FEEN_HEADER_TIMEOUT_SECS",
+                        var("FEEN_HEADER_TIMEOUT_SECS"),
+                        default.header_timeout_secs,
+                        1,
+                        3600,
+                    )?,
+                    body_timeout_secs: bounded(
+                        "FEEN_BODY_TIMEOUT_SECS",
+                        var("FEEN_BODY_TIMEOUT_SECS"),
+                        default.body_timeout_secs,
+                        1,
+                        3600,
+                    )?,
+                    max_connections: bounded(
+                        "FEEN_MAX_CONNECTIONS",
+                        var("FEEN_MAX_CONNECTIONS"),
+                        default.max_connections as u64,
+                        1,
+                        1_000_000,
+                    )? as usize,
+                }
+            },
             body_memory: feen_service::settings::body_memory(
                 var("FEEN_BODY_MEMORY_MB"),
                 feen_service::settings::NATIVE_BODY_MEMORY_MB,
@@ -286,6 +356,16 @@ fn load_or_create_secrets(data_dir: &Path, rng: &dyn Rng) -> Result<(String, Str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_are_bounded_and_named_when_wrong() {
+        assert_eq!(bounded("X", None, 30, 1, 60), Ok(30));
+        assert_eq!(bounded("X", Some(" 5 ".into()), 30, 1, 60), Ok(5));
+        for bad in ["0", "61", "-1", "soon"] {
+            let err = bounded("FEEN_X", Some(bad.into()), 30, 1, 60).expect_err(bad);
+            assert!(err.contains("FEEN_X"), "{err}");
+        }
+    }
 
     #[test]
     fn urls_lose_their_passwords_in_logs() {

@@ -157,6 +157,7 @@ pub async fn serve(
     let (sink, writer) = usage_writer::spawn(db.clone());
     let tasks = Tasks::new();
     let front = Arc::new(Front {
+        body_timeout: Duration::from_secs(settings.server.body_timeout_secs),
         client_ip: settings.client_ip.clone(),
         metrics: metrics.clone(),
         metrics_token: settings.metrics_token.clone().map(SecretString::new),
@@ -193,7 +194,21 @@ pub async fn serve(
 
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    let limits = settings.server;
+    // One permit per open connection: past the cap, connections wait in the kernel's queue.
+    let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(limits.header_timeout_secs));
     loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -211,13 +226,13 @@ pub async fn serve(
                     let front = front.clone();
                     async move { Ok::<_, Infallible>(handle(req, peer, &front, &ctx).await) }
                 });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service);
+                let conn = http1.serve_connection(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "connection ended with an error");
                     }
+                    drop(permit);
                 });
             }
             () = &mut shutdown => break,
@@ -307,8 +322,42 @@ async fn run_jobs_every(
 
 type OutBody = UnsyncBoxBody<Bytes, StreamError>;
 
+/// A request body that must arrive before a deadline (`FEEN_BODY_TIMEOUT_SECS` from the start of
+/// the request): past it, reading fails, and the handler answers as for any unreadable body.
+struct Deadline<S> {
+    inner: S,
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    over: bool,
+}
+
+impl<S> futures_util::Stream for Deadline<S>
+where
+    S: futures_util::Stream<Item = Result<Bytes, StreamError>> + Unpin,
+{
+    type Item = Result<Bytes, StreamError>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.over {
+            return std::task::Poll::Ready(None);
+        }
+        if let std::task::Poll::Ready(item) = std::pin::Pin::new(&mut this.inner).poll_next(cx) {
+            return std::task::Poll::Ready(item);
+        }
+        if this.timer.as_mut().poll(cx).is_ready() {
+            this.over = true;
+            return std::task::Poll::Ready(Some(Err("the request body took too long".into())));
+        }
+        std::task::Poll::Pending
+    }
+}
+
 /// What the server does around the functions: the client's address, the monitoring points.
 struct Front {
+    body_timeout: Duration,
     client_ip: ClientIpSource,
     metrics: Arc<Metrics>,
     metrics_token: Option<SecretString>,
@@ -388,11 +437,13 @@ async fn handle(
         .and_then(|v| v.to_str().ok());
     let client = client_ip.client(peer.ip(), forwarded);
     parts.extensions.insert(ClientAddr(client));
-    let body = Body::from_stream(
-        incoming
+    let body = Body::from_stream(Deadline {
+        inner: incoming
             .into_data_stream()
             .map_err(|e| -> StreamError { Box::new(e) }),
-    );
+        timer: Box::pin(tokio::time::sleep(front.body_timeout)),
+        over: false,
+    });
     let resp = match metrics_response(&parts, front) {
         Some(resp) => resp,
         None => dispatch(http::Request::from_parts(parts, body), ctx).await,
