@@ -157,6 +157,9 @@ pub struct Feen {
     remove_on_drop: bool,
     /// The extra environment it was started with (`feen jobs` runs with it too).
     env: Vec<(String, String)>,
+    /// The prefix of its keys in the machine's Redis, when its counter store is Redis (directly
+    /// or through the Upstash stand-in).
+    pub redis_prefix: Option<String>,
 }
 
 /// How to start a Feen process.
@@ -300,6 +303,12 @@ impl Feen {
             others: Vec::new(),
             remove_on_drop: owned,
             env: options.env.clone(),
+            redis_prefix: match &options.backend {
+                Backend::Embedded => None,
+                Backend::Shared { redis_prefix, .. } | Backend::SharedRest { redis_prefix, .. } => {
+                    Some(redis_prefix.clone())
+                }
+            },
         };
         feen.wait_ready().await;
         feen
@@ -372,6 +381,7 @@ impl Feen {
     /// Chosen for every suite by `FEEN_E2E_HOST=workers`.
     async fn start_workers(options: Options) -> Self {
         let data_dir = std::env::temp_dir().join(unique("feen-workers-"));
+        let prefix = format!("{}:", unique("w"));
         std::fs::create_dir_all(&data_dir).unwrap_or_else(|e| panic!("data dir: {e}"));
         let log_path = data_dir.join("miniflare.log");
         let log = std::fs::File::create(&log_path).unwrap_or_else(|e| panic!("log file: {e}"));
@@ -386,7 +396,7 @@ impl Feen {
             .env("DATABASE_URL", &database_url)
             .env("UPSTASH_REDIS_REST_URL", format!("http://{rest}"))
             .env("UPSTASH_REDIS_REST_TOKEN", &token)
-            .env("FEEN_REDIS_PREFIX", format!("{}:", unique("w")))
+            .env("FEEN_REDIS_PREFIX", &prefix)
             .env("FEEN_KEYRING", &secrets.keyring)
             .env("FEEN_SESSION_SECRET", &secrets.session)
             .env("FEEN_ALLOW_PRIVATE_UPSTREAMS", "1")
@@ -412,6 +422,7 @@ impl Feen {
             others: Vec::new(),
             remove_on_drop: true,
             env: options.env.clone(),
+            redis_prefix: Some(prefix),
         };
         feen.base = feen.announced_base().await;
         feen.wait_ready().await;
@@ -427,6 +438,7 @@ impl Feen {
         let data_dir = std::env::temp_dir().join(unique("feen-spin-"));
         std::fs::create_dir_all(&data_dir).unwrap_or_else(|e| panic!("data dir: {e}"));
         let log_path = data_dir.join("wasmtime.log");
+        let prefix = format!("{}:", unique("s"));
         let (database_url, rest, token) = edge_backing(&options).await;
         let sql = feen_standins::neon::spawn("127.0.0.1:0")
             .await
@@ -440,7 +452,7 @@ impl Feen {
             ("FEEN_SQL_HTTP_ENDPOINT".into(), format!("http://{sql}/sql")),
             ("UPSTASH_REDIS_REST_URL".into(), format!("http://{rest}")),
             ("UPSTASH_REDIS_REST_TOKEN".into(), token),
-            ("FEEN_REDIS_PREFIX".into(), format!("{}:", unique("s"))),
+            ("FEEN_REDIS_PREFIX".into(), prefix.clone()),
             ("FEEN_KEYRING".into(), secrets.keyring.clone()),
             ("FEEN_SESSION_SECRET".into(), secrets.session.clone()),
             ("FEEN_ALLOW_PRIVATE_UPSTREAMS".into(), "1".into()),
@@ -492,6 +504,7 @@ impl Feen {
             others,
             remove_on_drop: true,
             env: options.env.clone(),
+            redis_prefix: Some(prefix),
         };
         // Every component answers /healthz; wait for each one, not just the routed one.
         for port in ports.values() {

@@ -145,3 +145,91 @@ async fn a_new_key_ring_version_reseals_every_key_and_the_old_one_can_retire() {
     let keys = api.get("/api/keys", &user.token).await;
     assert_eq!(keys.status, StatusCode::OK, "{}", keys.text);
 }
+
+/// A provider key sealed the way Feen sealed them before destinations were bound: AES-256-GCM
+/// under the ring's version `version`, with only the key's row as additional data.
+fn sealed_before_destinations(keyring: &str, version: u32, secret: &str, key_id: &str) -> String {
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD as B64;
+    let key = keyring
+        .split(',')
+        .find_map(|e| e.strip_prefix(&format!("{version}:")))
+        .and_then(|k| B64.decode(k).ok())
+        .expect("the ring holds the version");
+    let cipher = aes_gcm::Aes256Gcm::new_from_slice(&key).expect("a 32-byte key");
+    let nonce = [7u8; 12];
+    let aad = format!("feen/sealed-secret/v{version}/{key_id}");
+    let sealed = cipher
+        .encrypt(
+            &aes_gcm::Nonce::from(nonce),
+            Payload {
+                msg: secret.as_bytes(),
+                aad: aad.as_bytes(),
+            },
+        )
+        .expect("seals");
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&sealed);
+    format!("v{version}.{}", B64.encode(out))
+}
+
+#[tokio::test]
+async fn keys_sealed_before_destinations_were_bound_keep_opening_and_are_resealed() {
+    use feen_core::ports::Kv;
+    const KEY: &str = "sk-legacy-0123456789abcdefghij";
+    let secrets = Secrets::fresh();
+    let feen = Feen::start_with(Options {
+        backend: Backend::fresh_shared().await,
+        secrets: Some(secrets.clone()),
+        ..Options::default()
+    })
+    .await;
+    let api = Api::new(&feen.base);
+    let mock = MockProvider::start(KEY).await;
+    let user = api.signup("legacy").await;
+    let key = api.add_key(&user, "openai", KEY, &mock.base_url()).await;
+    let (_, token) = api.mint(&user, &key, json!({})).await;
+    let chat = json!({"model": "gpt-4o-mini", "messages": []});
+    // The key as an earlier release stored it, and no cache entry of the new one left.
+    let db = feen.db().await;
+    let legacy = sealed_before_destinations(&secrets.keyring, 1, KEY, &key);
+    db.execute(
+        "UPDATE api_keys SET sealed_secret = $1, key_version = 1 WHERE id = $2",
+        &[legacy.as_str().into(), key.as_str().into()],
+    )
+    .await
+    .expect("update");
+    let prefix = feen.redis_prefix.clone().expect("Redis");
+    let kv = feen_native::kv_redis::RedisKv::connect(&feen_e2e::feen::redis_url(), &prefix)
+        .await
+        .expect("Redis");
+    let hash = feen_core::crypto::token::verify(feen_core::crypto::token::TokenKind::Share, &token)
+        .expect("token");
+    kv.delete(&[format!("cache:share:{}", hash.as_str())])
+        .await
+        .expect("Redis");
+    let reply = api.chat(&token, chat.clone()).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(
+        mock.requests()
+            .last()
+            .and_then(|r| r.header("authorization")),
+        Some(&*format!("Bearer {KEY}"))
+    );
+    // The jobs seal it again, for its destination; it still opens.
+    let report = run_jobs(&api).await;
+    assert_eq!(report["keysResealed"], 1, "{report}");
+    assert_eq!(report["keysOnOldVersions"], 0, "{report}");
+    let rows = db
+        .query(
+            "SELECT sealed_secret FROM api_keys WHERE id = $1",
+            &[key.as_str().into()],
+        )
+        .await
+        .expect("select");
+    let stored = rows[0].text(0).expect("text");
+    assert!(stored.starts_with("v1.d."), "{stored}");
+    let reply = api.chat(&token, chat).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+}

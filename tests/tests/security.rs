@@ -493,3 +493,197 @@ async fn windowed_limits_survive_a_restart_and_a_counter_store_that_lost_its_dat
     drop(second);
     let _ = std::fs::remove_dir_all(&data_dir);
 }
+
+/// Feen on PostgreSQL and Redis (on every host), with the counter store reachable by the test as
+/// whoever can write to Redis would reach it.
+async fn on_redis() -> (
+    Feen,
+    feen_native::kv_redis::RedisKv,
+    feen_e2e::feen::Secrets,
+) {
+    let secrets = feen_e2e::feen::Secrets::fresh();
+    let feen = Feen::start_with(Options {
+        backend: feen_e2e::feen::Backend::fresh_shared().await,
+        secrets: Some(secrets.clone()),
+        ..Options::default()
+    })
+    .await;
+    let prefix = feen.redis_prefix.clone().expect("a Redis-backed host");
+    let kv = feen_native::kv_redis::RedisKv::connect(&feen_e2e::feen::redis_url(), &prefix)
+        .await
+        .unwrap_or_else(|e| panic!("Redis: {e}"));
+    (feen, kv, secrets)
+}
+
+fn cache_key(token: &str) -> String {
+    let hash = feen_core::crypto::token::verify(feen_core::crypto::token::TokenKind::Share, token)
+        .expect("a Feen token");
+    format!("cache:share:{}", hash.as_str())
+}
+
+#[tokio::test]
+async fn whoever_writes_to_redis_cannot_send_a_key_elsewhere_or_lift_a_limit() {
+    use feen_core::ports::Kv;
+    let (feen, kv, _) = on_redis().await;
+    let api = Api::new(&feen.base);
+    let real = MockProvider::start(SECRET).await;
+    let evil = MockProvider::start("sk-attacker").await;
+    let owner = api.signup("victim").await;
+    let key = api
+        .add_key(&owner, "openai", SECRET, &real.base_url())
+        .await;
+    let (_share, token) = api
+        .mint(&owner, &key, json!({"allowedModels": ["gpt-4o-mini"]}))
+        .await;
+    let chat = |model: &'static str| {
+        let (api, token) = (api.clone(), token.clone());
+        async move {
+            api.chat(&token, json!({"model": model, "messages": []}))
+                .await
+        }
+    };
+    assert_eq!(chat("gpt-4o-mini").await.status, StatusCode::OK);
+    let entry_key = cache_key(&token);
+    let entry = kv
+        .get(&entry_key)
+        .await
+        .expect("Redis")
+        .expect("the share is cached");
+    assert!(entry.contains("\"mac\":\"v"), "{entry}");
+    assert!(
+        !entry.contains(SECRET),
+        "the key is only ever cached sealed"
+    );
+
+    // Pointed at another server, with the MAC kept, and with it dropped; a model allow-list
+    // lifted: each is read as a miss, and the database decides.
+    let elsewhere = entry.replace(&real.base_url(), &evil.base_url());
+    let unmacked = match elsewhere.rfind(",\"mac\":\"") {
+        Some(at) => format!("{}}}", &elsewhere[..at]),
+        None => panic!("no MAC in {elsewhere}"),
+    };
+    let unlimited = entry.replace("[\"gpt-4o-mini\"]", "[]");
+    for forged in [&elsewhere, &unmacked, &unlimited] {
+        kv.set(&entry_key, forged, 300_000).await.expect("Redis");
+        let reply = chat("gpt-4o-mini").await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        let refused = chat("o1").await;
+        assert_eq!(refused.code(), "model_not_allowed", "{}", refused.text);
+    }
+    // Another share's valid entry, moved under this token: its MAC covers its own token only.
+    let attacker = api.signup("attacker").await;
+    let their_key = api
+        .add_key(&attacker, "openai", "sk-attacker", &evil.base_url())
+        .await;
+    let (_, their_token) = api.mint(&attacker, &their_key, json!({})).await;
+    assert_eq!(
+        api.chat(
+            &their_token,
+            json!({"model": "gpt-4o-mini", "messages": []})
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+    let theirs = kv
+        .get(&cache_key(&their_token))
+        .await
+        .expect("Redis")
+        .expect("cached");
+    kv.set(&entry_key, &theirs, 300_000).await.expect("Redis");
+    assert_eq!(chat("gpt-4o-mini").await.status, StatusCode::OK);
+    // The attacker's server saw only the attacker's own request, never the victim's key.
+    let seen_by_evil = evil.requests();
+    assert_eq!(seen_by_evil.len(), 1, "{seen_by_evil:?}");
+    assert_eq!(
+        seen_by_evil[0].header("authorization"),
+        Some("Bearer sk-attacker")
+    );
+    assert!(real.requests().len() >= 5);
+
+    // Whoever writes to the database cannot either: a key whose destination changed there does
+    // not open (once its cache entry is gone).
+    let db = feen.db().await;
+    feen_core::ports::Db::execute(
+        db.as_ref(),
+        "UPDATE api_keys SET base_url = $1 WHERE id = $2",
+        &[evil.base_url().into(), key.as_str().into()],
+    )
+    .await
+    .expect("update");
+    kv.delete(std::slice::from_ref(&entry_key))
+        .await
+        .expect("Redis");
+    let moved = chat("gpt-4o-mini").await;
+    assert!(!moved.status.is_success(), "{}", moved.text);
+    assert!(!moved.text.contains(SECRET));
+    assert_eq!(
+        evil.requests().len(),
+        1,
+        "the victim's key went to the new destination"
+    );
+}
+
+#[tokio::test]
+async fn every_process_must_hold_the_same_key_ring() {
+    let backend = feen_e2e::feen::Backend::fresh_shared().await;
+    let first = Feen::start_with(Options {
+        backend: backend.clone(),
+        secrets: Some(feen_e2e::feen::Secrets::fresh()),
+        ..Options::default()
+    })
+    .await;
+    let api = Api::new(&first.base);
+    assert_eq!(
+        api.raw(Method::GET, "/api/auth/me", &[], None).await.code(),
+        "unauthenticated"
+    );
+    let other = feen_e2e::feen::Secrets::fresh();
+    let database_url = match &backend {
+        feen_e2e::feen::Backend::Shared { database_url, .. } => database_url.clone(),
+        _ => unreachable!("a shared backend"),
+    };
+    if std::env::var("FEEN_E2E_HOST").is_err() {
+        // `feen serve` refuses to start, and says why.
+        let run = tokio::process::Command::new(feen_e2e::feen::binary())
+            .arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .env("DATABASE_URL", &database_url)
+            .env("FEEN_KEYRING", &other.keyring)
+            .env("FEEN_SESSION_SECRET", &other.session)
+            .env_remove("REDIS_URL")
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(std::time::Duration::from_secs(30), run)
+            .await
+            .unwrap_or_else(|_| {
+                panic!("feen serve started with a key ring its database does not know")
+            })
+            .expect("runs");
+        assert!(!out.status.success());
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains("FEEN_KEYRING version 1"), "{said}");
+        assert!(
+            !said.contains(&other.keyring[2..]),
+            "the key itself is never printed"
+        );
+    } else {
+        // An edge function refuses to serve with it.
+        let second = Feen::start_with(Options {
+            backend,
+            secrets: Some(other),
+            ..Options::default()
+        })
+        .await;
+        let reply = Api::new(&second.base)
+            .raw(Method::GET, "/api/auth/me", &[], None)
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            reply.text
+        );
+    }
+}

@@ -370,9 +370,10 @@ fn months(from: i64, to: i64) -> Vec<(String, i64, i64)> {
 const REWRAP_BATCH: i64 = 100;
 const REWRAP_MAX: usize = 50;
 
-/// Re-seals provider keys sealed with an older key-ring version with the current one, in
-/// batches, each only if the key was not rotated meanwhile. A key whose version the ring no
-/// longer holds is left as it is (and counted). Returns (re-sealed, still on old versions).
+/// Re-seals provider keys sealed with an older key-ring version, or before destinations were
+/// bound, with the current version for their destination, in batches, each only if the key was
+/// not rotated meanwhile. A key whose version the ring no longer holds (or that does not open for
+/// its stored destination) is left as it is, and counted. Returns (re-sealed, still to do).
 pub async fn rewrap(
     db: &dyn Db,
     ring: &KeyRing,
@@ -383,23 +384,25 @@ pub async fn rewrap(
     let mut resealed = 0;
     let mut after = String::new();
     for _ in 0..REWRAP_MAX {
-        let batch = feen_store::keys::sealed_before(db, current, &after, REWRAP_BATCH).await?;
-        let Some((last, _, _)) = batch.last() else {
+        let batch = feen_store::keys::needing_reseal(db, current, &after, REWRAP_BATCH).await?;
+        let Some(last) = batch.last() else {
             break;
         };
-        after = last.as_str().to_owned();
-        for (id, owner, old) in &batch {
-            let Ok(secret) = ring.open(old, id.as_str()) else {
+        after = last.id.as_str().to_owned();
+        for key in &batch {
+            let destination = key.destination();
+            let Ok(secret) = ring.open(&key.sealed, &destination) else {
                 continue;
             };
-            let new = ring.seal(&secret, id.as_str(), random::<NONCE_LEN>(rng));
-            if !feen_store::keys::reseal(db, id, old, &new).await? {
+            let new = ring.seal(&secret, &destination, random::<NONCE_LEN>(rng));
+            if !feen_store::keys::reseal(db, &key.id, &key.sealed, &new).await? {
                 continue;
             }
             resealed += 1;
             if let Some(kv) = cache {
                 let hashes =
-                    feen_store::shares::token_hashes(db, owner, HashScope::Key(id)).await?;
+                    feen_store::shares::token_hashes(db, &key.owner, HashScope::Key(&key.id))
+                        .await?;
                 let keys: Vec<String> = hashes.iter().map(feen_service::cache::key).collect();
                 kv.delete(&keys).await?;
             }
@@ -408,7 +411,7 @@ pub async fn rewrap(
             break;
         }
     }
-    let left = feen_store::keys::count_sealed_before(db, current).await?;
+    let left = feen_store::keys::count_needing_reseal(db, current).await?;
     Ok((resealed, u64::try_from(left).unwrap_or(0)))
 }
 

@@ -148,10 +148,10 @@ async fn create(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
         created_at: now,
         updated_at: now,
     };
-    let sealed = ctx
-        .config
-        .keyring
-        .seal(&body.api_key, key.id.as_str(), ctx.random::<NONCE_LEN>());
+    let sealed =
+        ctx.config
+            .keyring
+            .seal(&body.api_key, &key.destination(), ctx.random::<NONCE_LEN>());
     keys::insert(ctx.db.as_ref(), &key, &sealed).await?;
     let details = json!({ "name": key.name, "provider": key.provider });
     let target = ("key", key.id.as_str());
@@ -229,10 +229,14 @@ async fn rotate(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
     let (id, owner) = locate(ctx, &caller, id, authz::Action::ManageKeys).await?;
     let body: RotateBody = json_body(req, MAX_JSON_BODY).await?;
     validate::api_key(body.api_key.expose())?;
-    let sealed = ctx
-        .config
-        .keyring
-        .seal(&body.api_key, id.as_str(), ctx.random::<NONCE_LEN>());
+    // Sealed for the key's destination, which never changes after the key is added.
+    let key = keys::get(ctx.db.as_ref(), &owner, &id)
+        .await?
+        .ok_or(Error::NotFound("key"))?;
+    let sealed =
+        ctx.config
+            .keyring
+            .seal(&body.api_key, &key.destination(), ctx.random::<NONCE_LEN>());
     let hint = key_hint(&body.api_key);
     if !keys::rotate(ctx.db.as_ref(), &owner, &id, &sealed, &hint, ctx.now_ms()).await? {
         return Err(Error::NotFound("key"));

@@ -504,7 +504,7 @@ fn upstream_request(
     let key = ctx
         .config
         .keyring
-        .open(&target.sealed(), target.key.as_str())
+        .open(&target.sealed(), &target.destination())
         .map_err(|e| Error::internal(format!("opening key {}: {e}", target.key)))?;
     let mut url = format!("{}{path}", base.trim_end_matches('/'));
     if let Some(query) = parts.uri.query() {

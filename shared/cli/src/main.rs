@@ -96,6 +96,9 @@ async fn jobs(settings: &Settings, data_dir: &std::path::Path) -> Result<(), Str
     } else {
         None
     };
+    if let Some(config) = &config {
+        feen_native::server::check_keyring(db.as_ref(), &config.keyring).await?;
+    }
     // The mail API, when configured, whether or not this deployment has a key ring.
     let mail = settings.mail()?;
     let http = feen_native::outbound::ReqwestHttp::new(settings.allow_private_upstreams)

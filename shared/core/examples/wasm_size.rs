@@ -1,14 +1,22 @@
 //! A program whose main uses the core's crypto, tokens, passwords, access tokens,
 //! usage parser, address guard, errors and time formatting: built for the wasm targets, its size
 //! is the figure reported as "wasm size of the core" (see the README's benchmark section).
-use feen_core::crypto::{jwt, keyring::KeyRing, password, token};
+use feen_core::crypto::keyring::{self, KeyRing};
+use feen_core::crypto::{jwt, password, token};
 use feen_core::ids::{SessionId, UserId};
 use feen_core::secret::SecretString;
 use feen_core::usage::{Format, UsageParser};
 fn exercise(seed: u8, len: usize) -> usize {
     let ring = KeyRing::from_single([seed; 32]);
-    let s = ring.seal(&SecretString::new("sk-x".into()), "row", [seed; 12]);
-    let opened = ring.open(&s, "row").map(|x| x.expose().len()).unwrap_or(0);
+    let to = keyring::Destination {
+        key: "row",
+        provider: "openai",
+        base_url: None,
+        auth_header: None,
+        auth_template: None,
+    };
+    let s = ring.seal(&SecretString::new("sk-x".into()), &to, [seed; 12]);
+    let opened = ring.open(&s, &to).map(|x| x.expose().len()).unwrap_or(0);
     let (t, _) = token::issue(token::TokenKind::Share, [seed; 32]);
     let ok = token::verify(token::TokenKind::Share, t.expose()).is_some() as usize;
     let h = password::hash(&SecretString::new("pw".repeat(len)), [seed; 16]);

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use feen_core::body::StreamError;
 use feen_core::netguard::ClientIpSource;
-use feen_core::ports::{Db, HttpClient, Kv};
+use feen_core::ports::{Clock, Db, HttpClient, Kv};
 use feen_core::secret::SecretString;
 use feen_core::{Body, Error};
 use feen_service::cache::Memo;
@@ -133,6 +133,17 @@ async fn open_kv(
     }
 }
 
+/// Checks the key ring against the fingerprints in the database ([`feen_store::keyring`]), so
+/// that a process never starts with a key ring that differs from its replicas'.
+pub async fn check_keyring(
+    db: &dyn Db,
+    ring: &feen_core::crypto::keyring::KeyRing,
+) -> Result<(), String> {
+    feen_store::keyring::check(db, ring, SystemClock.now_ms())
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// Runs `feen serve` until `shutdown` resolves.
 pub async fn serve(
     settings: Settings,
@@ -142,6 +153,7 @@ pub async fn serve(
 ) -> Result<(), String> {
     let config = settings.config(&data_dir, listen, &OsRng)?;
     let (db, db_name) = open_db(&settings, &data_dir).await?;
+    check_keyring(db.as_ref(), &config.keyring).await?;
     let metrics = Metrics::new();
     let db: Arc<dyn Db> = Arc::new(TimedDb {
         inner: db,

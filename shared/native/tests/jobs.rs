@@ -167,7 +167,7 @@ async fn two_shares(db: &dyn Db, now: i64) -> [(ShareId, TokenHash); 2] {
     };
     let sealed = KeyRing::from_single([7; 32]).seal(
         &SecretString::new("sk-secret".into()),
-        key.id.as_str(),
+        &key.destination(),
         [1; 12],
     );
     feen_store::keys::insert(db, &key, &sealed)

@@ -70,7 +70,7 @@ async fn key_of(db: &dyn Db, owner: &Owner, by: &UserId, n: u8) -> (KeyId, Seale
     };
     let sealed = ring().seal(
         &SecretString::new(format!("sk-secret-{n}")),
-        key.id.as_str(),
+        &key.destination(),
         [n; 12],
     );
     keys::insert(db, &key, &sealed).await.expect("insert key");
@@ -162,14 +162,18 @@ async fn keys_belong_to_their_owner(db: Arc<dyn Db>) {
         .expect("get")
         .expect("found");
     assert_eq!(
-        (got.name.as_str(), got.updated_at, got.base_url),
+        (got.name.as_str(), got.updated_at, got.base_url.clone()),
         ("renamed", NOW + 1, None)
     );
     assert_eq!(
-        got.custom_auth.map(|c| c.template),
+        got.custom_auth.as_ref().map(|c| c.template.clone()),
         Some("Token {key}".into())
     );
-    let sealed = ring().seal(&SecretString::new("sk-new".into()), k.as_str(), [9; 12]);
+    let sealed = ring().seal(
+        &SecretString::new("sk-new".into()),
+        &got.destination(),
+        [9; 12],
+    );
     assert!(
         !keys::rotate(db, &of(&bob), &k, &sealed, "...new", NOW)
             .await
@@ -201,7 +205,7 @@ async fn shares_resolve_for_the_proxy_until_revoked(db: Arc<dyn Db>) {
     assert_eq!(target.policy.allowed_models, vec!["gpt-*".to_owned()]);
     assert_eq!(
         ring()
-            .open(&target.sealed(), k.as_str())
+            .open(&target.sealed(), &target.destination())
             .map(|s| s.expose().to_owned())
             .ok(),
         Some("sk-secret-1".into())
@@ -912,6 +916,36 @@ async fn invitations_are_accepted_once_before_they_expire(db: Arc<dyn Db>) {
     );
 }
 
+async fn every_process_holds_the_same_key_ring(db: Arc<dyn Db>) {
+    use feen_store::keyring::{KeyRingCheck, check};
+    let db = db.as_ref();
+    const K1: &str = "1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+    const K1_OTHER: &str = "1:BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc=";
+    const K2: &str = "2:AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
+    const K2_OTHER: &str = "2:CAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAg=";
+    let ring = |text: &str| KeyRing::parse(text).expect("ring");
+    assert_eq!(check(db, &ring(K1), NOW).await, Ok(()));
+    assert_eq!(check(db, &ring(K1), NOW + 1).await, Ok(()), "again");
+    assert_eq!(
+        check(db, &ring(K1_OTHER), NOW).await,
+        Err(KeyRingCheck::Mismatch(1))
+    );
+    // A rotation adds a version; the old one must still be the same key.
+    assert_eq!(check(db, &ring(&format!("{K1},{K2}")), NOW).await, Ok(()));
+    assert_eq!(
+        check(db, &ring(&format!("{K1},{K2_OTHER}")), NOW).await,
+        Err(KeyRingCheck::Mismatch(2))
+    );
+    assert_eq!(
+        check(db, &ring(&format!("{K1_OTHER},{K2}")), NOW).await,
+        Err(KeyRingCheck::Mismatch(1))
+    );
+    // Retiring version 1 is fine; the message names the version, never the key.
+    assert_eq!(check(db, &ring(K2), NOW).await, Ok(()));
+    let message = KeyRingCheck::Mismatch(2).to_string();
+    assert!(message.contains("FEEN_KEYRING version 2") && !message.contains("AgIC"));
+}
+
 macro_rules! on_every_database {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -937,4 +971,5 @@ on_every_database!(
     the_audit_chain_links_every_row_and_shows_tampering,
     teams_have_one_owner_and_roles,
     invitations_are_accepted_once_before_they_expire,
+    every_process_holds_the_same_key_ring,
 );

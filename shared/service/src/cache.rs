@@ -2,6 +2,9 @@
 //! layers: the counter store (Redis when configured, so every replica sees the same entry) and
 //! a small in-process memo in front of it.
 //!
+//! Every entry carries an HMAC under the key ring ([`encode`]): whoever can write to Redis cannot
+//! forge or move one, and an entry that does not verify is read as a miss.
+//!
 //! Correctness rules:
 //! - A fill of the shared entry uses `set_if_absent`, while every write path (update, rotate,
 //!   revoke, regenerate, delete) first changes the database and then *overwrites* the entry
@@ -16,6 +19,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
 use feen_core::Error;
 use feen_core::authz::Owner;
 use feen_core::crypto::token::TokenHash;
@@ -115,39 +120,117 @@ impl Memo {
     }
 }
 
-fn encode(target: &ProxyTarget) -> Result<String, Error> {
-    serde_json::to_string(target).map_err(|e| Error::internal(e.to_string()))
+/// What the MAC of a cache entry is for (the key ring derives a key per purpose).
+const MAC_PURPOSE: &str = "share-cache";
+/// How an entry's MAC is appended to its JSON: the last member of the object.
+const MAC_FIELD: &str = ",\"mac\":\"";
+
+/// The message a cache entry's MAC covers: the cache key (so an entry cannot be moved to another
+/// token) and the entry's JSON without the MAC.
+fn mac_message(key: &str, json: &str) -> Vec<u8> {
+    let mut message = Vec::with_capacity(key.len() + 1 + json.len());
+    message.extend_from_slice(key.as_bytes());
+    message.push(0);
+    message.extend_from_slice(json.as_bytes());
+    message
+}
+
+/// A cache entry: the share as JSON, with an HMAC under the key ring appended as its last member
+/// (`"mac":"v{version}.{base64}"`), so that whoever can write to Redis cannot point a key at
+/// another server or lift a share's limits. Replicas that predate the MAC read the same JSON and
+/// ignore the extra member.
+fn encode(ctx: &Ctx, key: &str, target: &ProxyTarget) -> Result<String, Error> {
+    let json = serde_json::to_string(target).map_err(|e| Error::internal(e.to_string()))?;
+    let ring = &ctx.config.keyring;
+    let version = ring.current_version();
+    let mac = ring
+        .mac(version, MAC_PURPOSE, &mac_message(key, &json))
+        .ok_or_else(|| Error::internal("the key ring has no current version"))?;
+    let body = json
+        .strip_suffix('}')
+        .ok_or_else(|| Error::internal("a share did not serialise as an object"))?;
+    Ok(format!(
+        "{body}{MAC_FIELD}v{version}.{}\"}}",
+        B64.encode(mac)
+    ))
+}
+
+/// The share in a cache entry, if its MAC is valid under this key ring (`None`: written without
+/// a MAC, by a ring this process does not hold, or by someone else; the caller reads the
+/// database instead).
+fn decode(ctx: &Ctx, key: &str, text: &str) -> Option<ProxyTarget> {
+    let at = text.rfind(MAC_FIELD)?;
+    let (version, tag) = text[at + MAC_FIELD.len()..]
+        .strip_suffix("\"}")?
+        .strip_prefix('v')?
+        .split_once('.')?;
+    let version: u32 = version.parse().ok()?;
+    let tag = B64.decode(tag).ok()?;
+    let json = format!("{}}}", &text[..at]);
+    if !ctx
+        .config
+        .keyring
+        .verify_mac(version, MAC_PURPOSE, &mac_message(key, &json), &tag)
+    {
+        return None;
+    }
+    serde_json::from_str(&json).ok()
 }
 
 /// The live share for a token hash from the shared entry (or the database, which then fills
-/// it), bypassing the memo, which it refreshes.
+/// it), bypassing the memo, which it refreshes. An entry whose MAC does not hold is never
+/// trusted: the share is read from the database, and the entry is left for the guard (a newer
+/// replica may have written it with a key-ring version this one does not hold yet). A token the
+/// database does not know leaves nothing behind in the counter store.
 pub async fn fetch(ctx: &Ctx, hash: &TokenHash) -> Result<Option<Arc<Cached>>, Error> {
     let key = key(hash);
-    let mut text = ctx.kv.get(&key).await?;
-    if text.is_some() {
+    let shared = ctx.kv.get(&key).await?;
+    if shared.as_deref() == Some(TOMBSTONE) {
         SHARED_HITS.fetch_add(1, Ordering::Relaxed);
-    } else {
-        DATABASE_LOOKUPS.fetch_add(1, Ordering::Relaxed);
-        let fresh = match shares::proxy_target(ctx.db.as_ref(), hash, ctx.now_ms()).await? {
-            Some(t) => encode(&t)?,
-            None => TOMBSTONE.to_owned(),
-        };
-        text = if ctx.kv.set_if_absent(&key, &fresh, TTL_MS).await? {
-            Some(fresh)
-        } else {
-            // Someone else filled (or changed) it first: theirs is the entry to guard on.
-            ctx.kv.get(&key).await?
-        };
+        ctx.memo.forget(hash);
+        return Ok(None);
     }
-    let Some(text) = text.filter(|t| t != TOMBSTONE) else {
+    if let Some(text) = shared.as_deref()
+        && let Some(target) = decode(ctx, &key, text)
+    {
+        SHARED_HITS.fetch_add(1, Ordering::Relaxed);
+        return Ok(Some(remember(ctx, hash, text.to_owned(), target)));
+    }
+    DATABASE_LOOKUPS.fetch_add(1, Ordering::Relaxed);
+    let Some(target) = shares::proxy_target(ctx.db.as_ref(), hash, ctx.now_ms()).await? else {
         ctx.memo.forget(hash);
         return Ok(None);
     };
-    let target: ProxyTarget = serde_json::from_str(&text)
-        .map_err(|e| Error::internal(format!("share cache entry: {e}")))?;
+    let text = match shared {
+        // Unauthenticated: guard on it as it is, trust only the database.
+        Some(unverified) => unverified,
+        None => {
+            let fresh = encode(ctx, &key, &target)?;
+            if ctx.kv.set_if_absent(&key, &fresh, TTL_MS).await? {
+                fresh
+            } else {
+                // Someone else filled (or changed) it first: theirs is the entry to guard on.
+                match ctx.kv.get(&key).await? {
+                    Some(theirs) if theirs == TOMBSTONE => {
+                        ctx.memo.forget(hash);
+                        return Ok(None);
+                    }
+                    Some(theirs) => match decode(ctx, &key, &theirs) {
+                        Some(target) => return Ok(Some(remember(ctx, hash, theirs, target))),
+                        None => theirs,
+                    },
+                    None => fresh,
+                }
+            }
+        }
+    };
+    Ok(Some(remember(ctx, hash, text, target)))
+}
+
+fn remember(ctx: &Ctx, hash: &TokenHash, text: String, target: ProxyTarget) -> Arc<Cached> {
     let cached = Arc::new(Cached { text, target });
     ctx.memo.put(hash, cached.clone(), ctx.now_ms());
-    Ok(Some(cached))
+    cached
 }
 
 /// The share for a token: the memo's entry when it has one (the caller then guards on it), or
@@ -185,11 +268,12 @@ fn memo_hit(ctx: &Ctx, hash: &TokenHash) -> Option<Arc<Cached>> {
 /// Rewrites the entries of the shares in `scope` from the database (after a change to them).
 pub async fn refresh_shares(ctx: &Ctx, owner: &Owner, scope: HashScope<'_>) -> Result<(), Error> {
     for hash in shares::token_hashes(ctx.db.as_ref(), owner, scope).await? {
+        let key = key(&hash);
         let text = match shares::proxy_target(ctx.db.as_ref(), &hash, ctx.now_ms()).await? {
-            Some(t) => encode(&t)?,
+            Some(t) => encode(ctx, &key, &t)?,
             None => TOMBSTONE.to_owned(),
         };
-        ctx.kv.set(&key(&hash), &text, TTL_MS).await?;
+        ctx.kv.set(&key, &text, TTL_MS).await?;
         ctx.memo.forget(&hash);
     }
     Ok(())

@@ -64,7 +64,27 @@ pub struct Ctx {
     pub config: Arc<Config>,
 }
 
+/// Whether this process (isolate, instance) has checked its key ring against the database.
+static KEYRING_CHECKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 impl Ctx {
+    /// Checks the key ring against the fingerprints in the database
+    /// ([`feen_store::keyring::check`]), once per process: the edge hosts, which have no start of
+    /// their own, call it before their first request is handled (`feen serve` checks at start).
+    /// A ring that differs is refused with a message naming the version; a database that cannot
+    /// be asked is retried on the next request.
+    pub async fn check_keyring_once(&self) -> Result<(), String> {
+        use std::sync::atomic::Ordering;
+        if KEYRING_CHECKED.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        feen_store::keyring::check(self.db.as_ref(), &self.config.keyring, self.now_ms())
+            .await
+            .map_err(|e| e.to_string())?;
+        KEYRING_CHECKED.store(true, Ordering::Release);
+        Ok(())
+    }
+
     /// Milliseconds since the epoch.
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()

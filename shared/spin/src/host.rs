@@ -250,6 +250,13 @@ where
             return http::Response::from_parts(parts, OutBody(Some(body)));
         }
     };
+    if let Err(e) = ctx.check_keyring_once().await {
+        eprintln!("feen: {e}");
+        let resp =
+            feen_service::response::error_response(&feen_core::Error::Unavailable { detail: e });
+        let (parts, body) = resp.into_parts();
+        return http::Response::from_parts(parts, OutBody(Some(body)));
+    }
     let path = parts.uri.path();
     let host = parts
         .headers

@@ -1,7 +1,7 @@
 //! Stored provider keys. The secret is only ever stored sealed; listing never reads it.
 
 use feen_core::authz::Owner;
-use feen_core::crypto::keyring::SealedSecret;
+use feen_core::crypto::keyring::{Destination, SealedSecret};
 use feen_core::ids::{KeyId, TeamId, UserId};
 use feen_core::ports::{Db, DbError, Row};
 use feen_core::providers::CustomAuth;
@@ -31,6 +31,19 @@ pub struct ApiKey {
     pub created_at: i64,
     /// When it was last renamed or rotated (ms).
     pub updated_at: i64,
+}
+
+impl ApiKey {
+    /// Where the key may be sent: what its secret is sealed for.
+    pub fn destination(&self) -> Destination<'_> {
+        Destination {
+            key: self.id.as_str(),
+            provider: &self.provider,
+            base_url: self.base_url.as_deref(),
+            auth_header: self.custom_auth.as_ref().map(|c| c.header.as_str()),
+            auth_template: self.custom_auth.as_ref().map(|c| c.template.as_str()),
+        }
+    }
 }
 
 const COLUMNS: &str = "id, user_id, name, provider, base_url, hint, created_at, updated_at, auth_header, auth_template, team_id";
@@ -235,35 +248,74 @@ pub async fn delete(db: &dyn Db, owner: &Owner, id: &KeyId) -> Result<bool, DbEr
     Ok(n == 1)
 }
 
-/// Keys sealed with a key-ring version older than `current`, after `after` in id order, at
-/// most `limit` (the key-ring rewrap job's batches; not an owner's query, hence no owner).
-pub async fn sealed_before(
+/// A stored key the rewrap job looks at: its sealed secret and what it was sealed for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealedKey {
+    /// The id.
+    pub id: KeyId,
+    /// Who it belongs to.
+    pub owner: Owner,
+    /// The provider's catalogue name.
+    pub provider: String,
+    /// Its base URL override.
+    pub base_url: Option<String>,
+    /// How a `custom` provider's key is sent.
+    pub custom_auth: Option<CustomAuth>,
+    /// The sealed secret.
+    pub sealed: SealedSecret,
+}
+
+impl SealedKey {
+    /// What the secret is sealed for.
+    pub fn destination(&self) -> Destination<'_> {
+        Destination {
+            key: self.id.as_str(),
+            provider: &self.provider,
+            base_url: self.base_url.as_deref(),
+            auth_header: self.custom_auth.as_ref().map(|c| c.header.as_str()),
+            auth_template: self.custom_auth.as_ref().map(|c| c.template.as_str()),
+        }
+    }
+}
+
+/// The keys a ring whose current version is `current` would seal anew: sealed by an older
+/// version, or before destinations were bound (their text has no `.d.`).
+const NEEDS_RESEAL: &str = "(key_version < $1 OR sealed_secret NOT LIKE 'v%.d.%')";
+
+/// Keys that need sealing anew ([`NEEDS_RESEAL`]), after `after` in id order, at most `limit`
+/// (the key-ring rewrap job's batches; not an owner's query, hence no owner).
+pub async fn needing_reseal(
     db: &dyn Db,
     current: u32,
     after: &str,
     limit: i64,
-) -> Result<Vec<(KeyId, Owner, SealedSecret)>, DbError> {
+) -> Result<Vec<SealedKey>, DbError> {
     let rows = db
         .query(
-            "SELECT id, user_id, team_id, sealed_secret FROM api_keys WHERE key_version < $1 AND id > $2 \
-             ORDER BY id LIMIT $3",
+            &format!(
+                "SELECT id, user_id, team_id, sealed_secret, provider, base_url, auth_header, auth_template \
+                 FROM api_keys WHERE {NEEDS_RESEAL} AND id > $2 ORDER BY id LIMIT $3"
+            ),
             &[i64::from(current).into(), after.into(), limit.into()],
         )
         .await?;
     crate::decode(rows, |row| {
-        Ok((
-            KeyId::from_db(row.text(0)?),
-            crate::owner_at(row)?,
-            SealedSecret::from_stored(row.text(3)?),
-        ))
+        Ok(SealedKey {
+            id: KeyId::from_db(row.text(0)?),
+            owner: crate::owner_at(row)?,
+            sealed: SealedSecret::from_stored(row.text(3)?),
+            provider: row.text(4)?,
+            base_url: row.opt_text(5)?,
+            custom_auth: custom_auth(row.opt_text(6)?, row.opt_text(7)?),
+        })
     })
 }
 
-/// How many keys are sealed with a key-ring version older than `current`.
-pub async fn count_sealed_before(db: &dyn Db, current: u32) -> Result<i64, DbError> {
+/// How many keys need sealing anew ([`NEEDS_RESEAL`]).
+pub async fn count_needing_reseal(db: &dyn Db, current: u32) -> Result<i64, DbError> {
     let rows = db
         .query(
-            "SELECT COUNT(*) FROM api_keys WHERE key_version < $1",
+            &format!("SELECT COUNT(*) FROM api_keys WHERE {NEEDS_RESEAL}"),
             &[i64::from(current).into()],
         )
         .await?;

@@ -9,6 +9,7 @@
 
 pub mod analytics;
 pub mod audit;
+pub mod keyring;
 pub mod keys;
 pub mod outbox;
 pub mod sessions;

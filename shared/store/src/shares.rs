@@ -1,7 +1,7 @@
 //! Shares: Feen tokens with limits, minted for one key. Only the token's hash is stored.
 
 use feen_core::authz::Owner;
-use feen_core::crypto::keyring::SealedSecret;
+use feen_core::crypto::keyring::{Destination, SealedSecret};
 use feen_core::crypto::token::TokenHash;
 use feen_core::ids::{KeyId, ShareId, TeamId, UserId};
 use feen_core::limits::{self, Budget, Period, Policy, Recent, Used};
@@ -337,6 +337,17 @@ impl ProxyTarget {
     /// The sealed secret.
     pub fn sealed(&self) -> SealedSecret {
         SealedSecret::from_stored(self.sealed_secret.clone())
+    }
+
+    /// Where the key may be sent: what its secret was sealed for.
+    pub fn destination(&self) -> Destination<'_> {
+        Destination {
+            key: self.key.as_str(),
+            provider: &self.provider,
+            base_url: self.base_url.as_deref(),
+            auth_header: self.custom_auth.as_ref().map(|c| c.header.as_str()),
+            auth_template: self.custom_auth.as_ref().map(|c| c.template.as_str()),
+        }
     }
 }
 

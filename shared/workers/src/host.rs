@@ -400,6 +400,13 @@ where
             return Ok(resp.map(|_| worker::Body::empty()));
         }
     };
+    if let Err(e) = ctx.check_keyring_once().await {
+        worker::console_error!("feen: {e}");
+        let resp =
+            feen_service::response::error_response(&feen_core::Error::Unavailable { detail: e });
+        let (parts, body) = resp.into_parts();
+        return Ok(http::Response::from_parts(parts, to_worker_body(body)?));
+    }
     let (mut parts, body) = req.into_parts();
     // Cloudflare sets CF-Connecting-IP itself; behind a further proxy the operator may name a
     // forwarding header and the proxies it is believed from, exactly as on the native host.
