@@ -85,7 +85,11 @@ async fn every_sensitive_action_is_logged_chained_and_private() {
         .await;
     assert_eq!(revoked.status, StatusCode::NO_CONTENT);
     let pat = api
-        .post("/api/auth/tokens", Some(&ann.token), json!({"name": "ci"}))
+        .post(
+            "/api/auth/tokens",
+            Some(&ann.token),
+            json!({"name": "ci", "password": ann.password}),
+        )
         .await;
     assert_eq!(pat.status, StatusCode::CREATED, "{}", pat.text);
     let (pat_id, pat_token) = (pat.str("/id"), pat.str("/token"));

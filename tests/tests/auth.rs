@@ -210,7 +210,11 @@ async fn signing_out_everywhere_ends_every_session_but_not_access_tokens_for_pro
     let other = api.signup("bystander").await;
     let (phone, phone_refresh) = second_device(&api, &user).await;
     let pat = api
-        .post("/api/auth/tokens", Some(&user.token), json!({"name": "ci"}))
+        .post(
+            "/api/auth/tokens",
+            Some(&user.token),
+            json!({"name": "ci", "password": user.password}),
+        )
         .await
         .str("/token");
     let out = api
@@ -311,7 +315,11 @@ async fn changing_the_password_needs_the_old_one_and_ends_every_other_session() 
 
     // A personal access token may not change the password.
     let pat = api
-        .post("/api/auth/tokens", Some(&user.token), json!({"name": "ci"}))
+        .post(
+            "/api/auth/tokens",
+            Some(&user.token),
+            json!({"name": "ci", "password": user.password}),
+        )
         .await
         .str("/token");
     let by_pat = api
@@ -453,16 +461,43 @@ async fn too_many_attempts_from_one_address_are_throttled() {
 async fn personal_access_tokens_work_until_revoked() {
     let (api, _feen) = target().await;
     let user = api.signup("pat").await;
-    let created = api
-        .post(
-            "/api/auth/tokens",
-            Some(&user.token),
-            json!({"name": "laptop cli"}),
+    let make = |body: serde_json::Value| {
+        let (api, token) = (api.clone(), user.token.clone());
+        async move { api.post("/api/auth/tokens", Some(&token), body).await }
+    };
+    // The current password is needed: a stolen session alone cannot mint a lasting credential.
+    let without = make(json!({"name": "laptop cli"})).await;
+    assert_eq!(
+        (
+            without.status,
+            without.code(),
+            without.body["error"]["field"].as_str()
+        ),
+        (
+            StatusCode::BAD_REQUEST,
+            "validation_failed",
+            Some("password")
         )
-        .await;
+    );
+    let wrong = make(json!({"name": "laptop cli", "password": "not my password"})).await;
+    assert_eq!(wrong.body["error"]["field"], "password", "{}", wrong.text);
+    let created = make(json!({"name": "laptop cli", "password": user.password})).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
     let pat = created.str("/token");
     assert!(pat.starts_with("feenpat_"));
+    assert!(!created.text.contains(&user.password));
+    // Every token expires: in 90 days unless asked otherwise, in a year at most.
+    let expires = feen_core::timefmt::parse_rfc3339(&created.str("/expiresAt")).expect("a time");
+    let in_days = (expires - now_ms()) / 86_400_000;
+    assert!((89..=90).contains(&in_days), "expires in {in_days} days");
+    let too_long = make(json!({"name": "forever", "password": user.password,
+                               "expiresAt": "2099-01-01T00:00:00Z"}))
+    .await;
+    assert_eq!(
+        too_long.body["error"]["field"], "expiresAt",
+        "{}",
+        too_long.text
+    );
     let id = created.str("/id");
     let me = api.get("/api/auth/me", &pat).await;
     assert_eq!(me.body["user"]["id"], user.id.as_str());
@@ -483,17 +518,266 @@ async fn personal_access_tokens_work_until_revoked() {
         StatusCode::NOT_FOUND
     );
 
-    let past = api
-        .post(
-            "/api/auth/tokens",
-            Some(&user.token),
-            json!({"name": "old", "expiresAt": "2001-01-01T00:00:00Z"}),
-        )
-        .await;
+    let past = make(json!({"name": "old", "password": user.password,
+                           "expiresAt": "2001-01-01T00:00:00Z"}))
+    .await;
     assert_eq!(
         (past.status, past.code()),
         (StatusCode::BAD_REQUEST, "validation_failed")
     );
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn signing_out_everywhere_or_a_new_password_can_end_personal_access_tokens() {
+    let (api, _feen) = target().await;
+    let user = api.signup("patend").await;
+    let pat = |name: &'static str, password: String| {
+        let (api, token) = (api.clone(), user.token.clone());
+        async move {
+            api.post(
+                "/api/auth/tokens",
+                Some(&token),
+                json!({"name": name, "password": password}),
+            )
+            .await
+            .str("/token")
+        }
+    };
+    let first = pat("first", user.password.clone()).await;
+    // Signing out everywhere, asked to: the token ends with the sessions.
+    let (phone, _) = second_device(&api, &user).await;
+    let out = api
+        .post(
+            "/api/auth/logout-all",
+            Some(&phone),
+            json!({"revokeTokens": true}),
+        )
+        .await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT, "{}", out.text);
+    assert_eq!(
+        api.get("/api/auth/me", &first).await.code(),
+        "invalid_token"
+    );
+    // A password change, asked to: the same.
+    let session = api
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"email": user.email, "password": user.password}),
+        )
+        .await
+        .str("/accessToken");
+    let user = feen_e2e::api::User {
+        token: session,
+        ..user
+    };
+    let second = {
+        let (api, token, password) = (api.clone(), user.token.clone(), user.password.clone());
+        api.post(
+            "/api/auth/tokens",
+            Some(&token),
+            json!({"name": "second", "password": password}),
+        )
+        .await
+        .str("/token")
+    };
+    let changed = api
+        .post(
+            "/api/auth/password",
+            Some(&user.token),
+            json!({"currentPassword": user.password, "newPassword": "another long passphrase",
+                   "revokeTokens": true}),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.text);
+    assert_eq!(
+        api.get("/api/auth/me", &second).await.code(),
+        "invalid_token"
+    );
+    let audit = api
+        .get(
+            "/api/audit?action=auth.password_changed",
+            &changed.str("/accessToken"),
+        )
+        .await;
+    assert_eq!(
+        audit.body["entries"][0]["details"]["tokensRevoked"], 1,
+        "{}",
+        audit.text
+    );
+}
+
+#[tokio::test]
+async fn a_browser_gets_its_refresh_token_as_a_cookie_only() {
+    let (api, _feen) = target().await;
+    let user = api.signup("browser").await;
+    let body = json!({"email": user.email, "password": user.password})
+        .to_string()
+        .into_bytes();
+    let origin = api.base.clone();
+    let login = api
+        .raw(
+            Method::POST,
+            "/api/auth/login",
+            &[("content-type", "application/json"), ("origin", &origin)],
+            Some(body),
+        )
+        .await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.text);
+    assert!(login.body.get("refreshToken").is_none(), "{}", login.text);
+    let cookies: Vec<&str> = login
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let refresh = cookies
+        .iter()
+        .find(|c| c.contains("feen_refresh="))
+        .expect("a refresh cookie");
+    assert!(refresh.contains("HttpOnly") && refresh.contains("Path=/api/auth"));
+    // Refreshing from the page with that cookie: again nothing in the body.
+    let pair = refresh.split(';').next().unwrap_or("");
+    let renewed = api
+        .raw(
+            Method::POST,
+            "/api/auth/refresh",
+            &[
+                ("cookie", pair),
+                ("origin", &origin),
+                ("sec-fetch-site", "same-origin"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(renewed.status, StatusCode::OK, "{}", renewed.text);
+    assert!(
+        renewed.body.get("refreshToken").is_none(),
+        "{}",
+        renewed.text
+    );
+    assert!(renewed.body.get("accessToken").is_some());
+}
+
+#[tokio::test]
+async fn secure_cookies_carry_the_host_and_secure_prefixes() {
+    let feen = Feen::start_with(feen_e2e::feen::Options {
+        env: vec![("FEEN_COOKIE_SECURE".into(), "1".into())],
+        ..Default::default()
+    })
+    .await;
+    let api = Api::new(&feen.base);
+    let user = api.signup("prefixed").await;
+    let login = api
+        .post(
+            "/api/auth/login",
+            None,
+            json!({"email": user.email, "password": user.password}),
+        )
+        .await;
+    let cookies: Vec<String> = login
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect();
+    let access = cookies
+        .iter()
+        .find(|c| c.starts_with("__Host-feen_access="))
+        .unwrap_or_else(|| panic!("no __Host- access cookie in {cookies:?}"));
+    assert!(
+        access.contains("; Path=/;") && access.contains("; Secure") && !access.contains("Domain")
+    );
+    let refresh = cookies
+        .iter()
+        .find(|c| c.starts_with("__Secure-feen_refresh="))
+        .unwrap_or_else(|| panic!("no __Secure- refresh cookie in {cookies:?}"));
+    assert!(refresh.contains("Path=/api/auth") && refresh.contains("; Secure"));
+    let value = access
+        .split(';')
+        .next()
+        .and_then(|pair| pair.split_once('='))
+        .map(|(_, v)| v.to_owned())
+        .unwrap_or_default();
+    let me = |cookie: String| {
+        let api = api.clone();
+        async move {
+            api.raw(Method::GET, "/api/auth/me", &[("cookie", &cookie)], None)
+                .await
+        }
+    };
+    assert_eq!(
+        me(format!("__Host-feen_access={value}")).await.status,
+        StatusCode::OK
+    );
+    // The unprefixed name (which a sibling host could have set) is not read.
+    assert_eq!(
+        me(format!("feen_access={value}")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn guesses_are_counted_atomically_per_account_and_address_and_lock_nobody_out() {
+    // Behind a trusted proxy, so that the test can speak from several addresses.
+    let feen = Feen::start_with(feen_e2e::feen::Options {
+        env: vec![
+            ("FEEN_CLIENT_IP_HEADER".into(), "X-Forwarded-For".into()),
+            (
+                "FEEN_TRUSTED_PROXIES".into(),
+                "127.0.0.1/32, ::1/128".into(),
+            ),
+            ("FEEN_COOKIE_SECURE".into(), "0".into()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let api = Api::new(&feen.base);
+    let user = api.signup("guessed").await;
+    let login = |from: &'static str, password: String| {
+        let (api, email) = (api.clone(), user.email.clone());
+        async move {
+            let body = json!({"email": email, "password": password}).to_string();
+            api.raw(
+                Method::POST,
+                "/api/auth/login",
+                &[
+                    ("content-type", "application/json"),
+                    ("x-forwarded-for", from),
+                ],
+                Some(body.into_bytes()),
+            )
+            .await
+        }
+    };
+    // 20 guesses at once from one address: 10 are checked, the rest refused unchecked.
+    let guesses: Vec<_> = (0..20)
+        .map(|_| tokio::spawn(login("198.51.100.7", "a wrong guess".into())))
+        .collect();
+    let (mut checked, mut refused) = (0, 0);
+    for guess in guesses {
+        let reply = guess.await.expect("task");
+        match reply.code() {
+            "invalid_credentials" => checked += 1,
+            "too_many_attempts" => refused += 1,
+            other => panic!("unexpected {other}: {}", reply.text),
+        }
+    }
+    assert_eq!((checked, refused), (10, 10));
+    // From there even the right password waits; from anywhere else the owner gets in.
+    assert_eq!(
+        login("198.51.100.7", user.password.clone()).await.code(),
+        "too_many_attempts"
+    );
+    let owner = login("203.0.113.9", user.password.clone()).await;
+    assert_eq!(owner.status, StatusCode::OK, "{}", owner.text);
 }
 
 #[tokio::test]

@@ -49,7 +49,11 @@ async fn world() -> World {
     let ann_key = api.add_key(&ann, "openai", SECRET, &mock.base_url()).await;
     let (ann_share, _) = api.mint(&ann, &ann_key, json!({"rateLimit": 10})).await;
     let pat = api
-        .post("/api/auth/tokens", Some(&ann.token), json!({"name": "cli"}))
+        .post(
+            "/api/auth/tokens",
+            Some(&ann.token),
+            json!({"name": "cli", "password": ann.password}),
+        )
         .await;
     let team = api
         .post(

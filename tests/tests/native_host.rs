@@ -736,3 +736,21 @@ async fn connections_past_the_cap_wait_for_one_to_close() {
         "the waiting connection was never served"
     );
 }
+
+#[tokio::test]
+async fn a_key_ring_written_inside_a_git_work_tree_is_warned_about() {
+    let root = std::env::temp_dir().join(feen_e2e::feen::unique("feen-worktree-"));
+    std::fs::create_dir_all(root.join(".git")).expect("a work tree");
+    let feen = Feen::start_with(Options {
+        data_dir: Some(root.join("feen-data")),
+        ..Options::default()
+    })
+    .await;
+    let logs = feen.logs();
+    assert!(
+        logs.contains("inside a git work tree"),
+        "no warning in:\n{logs}"
+    );
+    drop(feen);
+    let _ = std::fs::remove_dir_all(&root);
+}

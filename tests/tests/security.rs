@@ -687,3 +687,99 @@ async fn every_process_must_hold_the_same_key_ring() {
         );
     }
 }
+
+#[tokio::test]
+async fn own_base_urls_must_be_on_listed_hosts_where_the_host_cannot_check_addresses() {
+    let spin = std::env::var("FEEN_E2E_HOST").as_deref() == Ok("spin");
+    let add = |api: Api, user: User, base_url: &'static str| async move {
+        api.post(
+            "/api/keys",
+            Some(&user.token),
+            json!({"name": "own", "provider": "openai", "apiKey": SECRET, "baseUrl": base_url}),
+        )
+        .await
+    };
+    // Without a list: Spin (which sees only the name) refuses; the others check the address.
+    let open = Feen::start_with(Options {
+        env: vec![("FEEN_ALLOW_PRIVATE_UPSTREAMS".into(), "0".into())],
+        ..Options::default()
+    })
+    .await;
+    let api = Api::new(&open.base);
+    let user = api.signup("upstreams").await;
+    let reply = add(api.clone(), user.clone(), "https://api.example.com").await;
+    if spin {
+        assert_eq!(reply.body["error"]["field"], "baseUrl", "{}", reply.text);
+    } else {
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    }
+    // With one: only what it names, on every host.
+    let listed = Feen::start_with(Options {
+        env: vec![
+            ("FEEN_ALLOW_PRIVATE_UPSTREAMS".into(), "0".into()),
+            ("FEEN_UPSTREAM_HOSTS".into(), "*.example.com".into()),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let api = Api::new(&listed.base);
+    let user = api.signup("listed").await;
+    let ok = add(api.clone(), user.clone(), "https://llm.example.com").await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.text);
+    for refused in ["https://example.com.evil.test", "https://evilexample.com"] {
+        let reply = add(api.clone(), user.clone(), refused).await;
+        assert_eq!(
+            (reply.status, reply.body["error"]["field"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("baseUrl")),
+            "{refused}: {}",
+            reply.text
+        );
+    }
+    // Catalogue providers at their own address need no list.
+    let catalogue = api
+        .post(
+            "/api/keys",
+            Some(&user.token),
+            json!({"name": "plain", "provider": "openai", "apiKey": SECRET}),
+        )
+        .await;
+    assert_eq!(catalogue.status, StatusCode::CREATED, "{}", catalogue.text);
+}
+
+#[tokio::test]
+async fn made_up_tokens_cost_little_and_leave_nothing_behind() {
+    use feen_core::crypto::token::{TokenKind, issue};
+    use feen_core::ports::Kv;
+    feen_e2e::api::within_one_minute().await;
+    let (feen, kv, _) = on_redis().await;
+    let api = Api::new(&feen.base);
+    let mock = MockProvider::start(SECRET).await;
+    let user = api.signup("flood").await;
+    let key = api.add_key(&user, "openai", SECRET, &mock.base_url()).await;
+    let (_, token) = api.mint(&user, &key, json!({})).await;
+    let hi = json!({"model": "gpt-4o-mini", "messages": []});
+    assert_eq!(api.chat(&token, hi.clone()).await.status, StatusCode::OK);
+    let mut made_up = Vec::new();
+    let (mut unknown, mut throttled) = (0, 0);
+    for n in 0..70u32 {
+        let mut seed = [0u8; 32];
+        seed[..4].copy_from_slice(&n.to_le_bytes());
+        seed[31] = 0xfe;
+        let (fake, _) = issue(TokenKind::Share, seed);
+        let reply = api.chat(fake.expose(), hi.clone()).await;
+        match (reply.status, reply.code()) {
+            (StatusCode::UNAUTHORIZED, "invalid_token") => unknown += 1,
+            (StatusCode::TOO_MANY_REQUESTS, "too_many_invalid_tokens") => throttled += 1,
+            other => panic!("unexpected {other:?}: {}", reply.text),
+        }
+        made_up.push(fake.expose().to_owned());
+    }
+    assert_eq!((unknown, throttled), (60, 10));
+    // Nothing was remembered of them.
+    for fake in &made_up {
+        assert_eq!(kv.get(&cache_key(fake)).await.expect("Redis"), None);
+    }
+    // The real token is unaffected.
+    assert_eq!(api.chat(&token, hi).await.status, StatusCode::OK);
+    assert!(mock.requests().len() == 2);
+}

@@ -779,3 +779,68 @@ async fn the_periodic_jobs_clean_up_old_invitations_only() {
     assert_eq!(pending.body["invites"][0]["id"], ids[2].as_str());
     assert_eq!(pending.body["invites"].as_array().map(Vec::len), Some(1));
 }
+
+#[tokio::test]
+async fn a_removed_member_loses_the_team_at_once_even_with_a_personal_access_token() {
+    let feen = Feen::start().await;
+    let api = Api::new(&feen.base);
+    let mock = MockProvider::start(SECRET).await;
+    let owner = api.signup("owner").await;
+    let member = api.signup("member").await;
+    let team = create_team(&api, &owner, "pat team").await;
+    join(&api, &owner, &team, &member, "member").await;
+    let key = team_key(&api, &owner, &team, &mock.base_url()).await;
+    let pat = api
+        .post(
+            "/api/auth/tokens",
+            Some(&member.token),
+            json!({"name": "ci", "password": member.password}),
+        )
+        .await
+        .str("/token");
+    let read = |path: String| {
+        let (api, pat) = (api.clone(), pat.clone());
+        async move { api.get(&path, &pat).await }
+    };
+    assert_eq!(
+        read(format!("/api/keys/{key}")).await.status,
+        StatusCode::OK
+    );
+    let minted = api
+        .post(
+            "/api/shared",
+            Some(&pat),
+            json!({"apiKeyId": key, "name": "by pat"}),
+        )
+        .await;
+    assert_eq!(minted.status, StatusCode::CREATED, "{}", minted.text);
+    let removed = api
+        .delete(
+            &format!("/api/teams/{team}/members/{}", member.id),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
+    // The very next request with the same token: the team is no longer theirs to see.
+    for path in [
+        format!("/api/keys/{key}"),
+        format!("/api/teams/{team}"),
+        format!("/api/shared/{}", minted.str("/id")),
+    ] {
+        let reply = read(path.clone()).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::NOT_FOUND,
+            "{path}: {}",
+            reply.text
+        );
+    }
+    let again = api
+        .post(
+            "/api/shared",
+            Some(&pat),
+            json!({"apiKeyId": key, "name": "after removal"}),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND, "{}", again.text);
+}

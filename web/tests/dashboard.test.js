@@ -386,6 +386,11 @@ test("teams and settings work, with the keyboard too", async () => {
   await page.getByRole("button", { name: "New token" }).click();
   const pat = page.getByRole("dialog", { name: "New personal access token" });
   await pat.getByLabel("Name", { exact: true }).fill("laptop CLI");
+  // A token acts as you: the password is asked for, and a wrong one is said beside its field.
+  await pat.getByLabel("Your password").fill("not my password");
+  await pat.getByRole("button", { name: "Make token" }).click();
+  await pat.locator('[data-field="password"] .field-error').filter({ hasText: "is not your current password" }).waitFor();
+  await pat.getByLabel("Your password").fill(password);
   await pat.getByRole("button", { name: "Make token" }).click();
   const patToken = await page.getByRole("dialog", { name: "Your new personal access token" }).getByLabel("Personal access token").inputValue();
   assert.match(patToken, /^feenpat_/);
@@ -400,8 +405,12 @@ test("teams and settings work, with the keyboard too", async () => {
   await page.locator('[data-field="currentPassword"] .field-error').filter({ hasText: "is not your current password" }).waitFor();
   await screenshot(page, "13-settings");
   await page.getByLabel("Current password").fill(password);
+  await page.locator('[data-field="pwTokens"] select').selectOption("revoke");
   await page.getByRole("button", { name: "Change password" }).click();
   await page.getByText("Password changed").waitFor();
+  // Asked to, the new password ended the personal access token too.
+  const patAfter = await fetch(`${env.base}/api/auth/me`, { headers: { authorization: `Bearer ${patToken}` } });
+  assert.equal(patAfter.status, 401);
   const oldLogin = await fetch(`${env.base}/api/auth/login`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ email, password }) });
   assert.equal(oldLogin.status, 401);
   // This tab stays signed in with its new session.
@@ -576,5 +585,37 @@ test("the dashboard is served with a strict security policy and nothing inline",
   const missing = await fetch(`${env.base}/nope.js`);
   assert.equal(missing.status, 404);
   assert.equal((await missing.json()).error.code, "not_found");
+  await context.close();
+});
+
+test("a page an upstream serves through the proxy cannot use the dashboard's session", async () => {
+  const { page, context } = await newPage();
+  await signUp(page, "Target");
+  // Signed in, the victim's page makes a custom key at the attacker-run upstream (the mock's
+  // hostile route) and a share of it: the link an attacker would send is the proxy URL with it.
+  const token = await page.evaluate(async (mockUrl) => {
+    /** @param {string} path @param {unknown} body */
+    const post = async (path, body) => {
+      const r = await fetch(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+      return r.json();
+    };
+    const key = await post("/api/keys", { name: "theirs", provider: "custom", apiKey: "sk-mock-browser-0123456789abcdef", baseUrl: mockUrl, authHeader: "X-Custom-Auth", authTemplate: "Token {key}" });
+    const share = await post("/api/shared", { apiKeyId: key.id, name: "link" });
+    return String(share.token);
+  }, env.mockUrl);
+  assert.match(token, /^feen_/);
+  const answer = await page.goto(`${env.base}/api/proxy/hostile/html?key=${token}`);
+  assert.equal(answer?.status(), 200);
+  await page.getByRole("heading", { name: "Not Feen" }).waitFor();
+  // Its script would have read the user and made a team with the session: it did not run, and
+  // the page has no origin of its own to act with.
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.equal(await page.title(), "hostile");
+  assert.equal(await page.evaluate(() => self.origin), "null");
+  assert.equal((await context.cookies()).filter((c) => c.value === "planted").length, 0, "no cookie from the upstream");
+  await page.goto(env.base);
+  await page.getByRole("heading", { name: "Keys", level: 1 }).waitFor();
+  const teams = await page.evaluate(async () => (await (await fetch("/api/teams")).json()).teams);
+  assert.deepEqual(teams.filter((/** @type {{name: string}} */ t) => t.name === "pwned by upstream"), []);
   await context.close();
 });

@@ -174,17 +174,26 @@ async fn usage(req: &Req, ctx: &Ctx) -> Result<Resp, Error> {
 }
 
 /// A CSV field: quoted when it must be (RFC 4180), and never read as a formula by a
-/// spreadsheet (model names come from whoever holds a token).
+/// spreadsheet (model names come from whoever holds a token), whichever separator the
+/// spreadsheet's locale splits on: every piece that starts after a `,`, `;` or tab, as well as
+/// the field itself, has a `'` put before a leading `=`, `+`, `-`, `@`, tab or carriage return,
+/// and a field holding any of those separators is quoted.
 fn csv_field(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{text}")
+    const TRIGGERS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+    const SEPARATORS: [char; 3] = [',', ';', '\t'];
+    let mut safe = String::with_capacity(text.len() + 2);
+    let mut at_start = true;
+    for c in text.chars() {
+        if at_start && TRIGGERS.contains(&c) {
+            safe.push('\'');
+        }
+        safe.push(c);
+        at_start = SEPARATORS.contains(&c);
+    }
+    if safe.contains([',', ';', '"', '\n', '\r', '\t']) {
+        format!("\"{}\"", safe.replace('"', "\"\""))
     } else {
-        text.to_owned()
-    };
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text
+        safe
     }
 }
 
@@ -338,5 +347,11 @@ mod tests {
         assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
         assert_eq!(csv_field("-1"), "'-1");
         assert_eq!(csv_field("@x"), "'@x");
+        // Split on `;` (or `,`, or a tab) by a locale, no piece starts a formula.
+        assert_eq!(csv_field("gpt;=1+1"), "\"gpt;'=1+1\"");
+        assert_eq!(csv_field("a,@SUM(A1)"), "\"a,'@SUM(A1)\"");
+        assert_eq!(csv_field("a\t-2;+3"), "\"a\t'-2;'+3\"");
+        assert_eq!(csv_field("a;b"), "\"a;b\"");
+        assert_eq!(csv_field("a-b"), "a-b");
     }
 }

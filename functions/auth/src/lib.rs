@@ -13,12 +13,14 @@ use feen_core::crypto::jwt::ACCESS_TTL_SECS;
 use feen_core::crypto::password::{self, SALT_LEN};
 use feen_core::crypto::token::{self, TokenKind};
 use feen_core::ids::{PatId, SessionId, UserId};
-use feen_core::ports::{Admission, Counter};
+use feen_core::ports::{Adjustment, Admission, Counter};
 use feen_core::secret::SecretString;
 use feen_core::timefmt::to_rfc3339;
 use feen_core::validate;
 use feen_service::audit::{self, Event, Origin};
-use feen_service::auth::{ACCESS_COOKIE, REFRESH_COOKIE, authenticate, revoked_session_key};
+use feen_service::auth::{
+    access_cookie, authenticate, from_browser, refresh_cookie, revoked_session_key,
+};
 use feen_service::request::{MAX_JSON_BODY, client_addr, cookie, future_time, json_body, segments};
 use feen_service::response::no_content;
 use feen_service::{Ctx, Req, Resp, json, respond};
@@ -36,7 +38,8 @@ const REFRESH_TTL_MS: i64 = 30 * 86_400_000;
 const IP_WINDOW_MS: i64 = 5 * 60_000;
 const IP_ATTEMPTS: u64 = 30;
 const ACCOUNT_WINDOW_MS: i64 = 15 * 60_000;
-const ACCOUNT_FAILURES: i64 = 10;
+/// Password guesses at one account from one address per window.
+const ACCOUNT_ATTEMPTS: u64 = 10;
 
 /// Serves `/api/auth/*`.
 pub async fn handle(req: Req, ctx: &Ctx) -> Resp {
@@ -121,26 +124,36 @@ struct LoginBody {
 async fn login(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
     throttle_ip(&req, ctx).await?;
     let origin = Origin::of(&req);
+    let browser = from_browser(&req);
     let body: LoginBody = json_body(req, MAX_JSON_BODY).await?;
     let email = body.email.trim().to_ascii_lowercase();
     let now = ctx.now_ms();
-    // Keyed by a hash, so the counter store never holds email addresses.
+    // Guesses at one account from one address: counted in one atomic step before the password
+    // is checked (so parallel guesses cannot slip past the count), and given back when the
+    // password was right. Per address, not per account alone, so nobody can lock anyone else
+    // out. Keyed by a hash, so the counter store never holds email addresses.
     let email_hash = token::hash(&email);
-    let failures_key = format!(
-        "ratelimit:login-fail:{}:{}",
-        &email_hash.as_str()[..32],
-        now / ACCOUNT_WINDOW_MS
-    );
-    let failures: i64 = ctx
-        .kv
-        .get(&failures_key)
-        .await?
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    if failures >= ACCOUNT_FAILURES {
+    let address = client_addr_key(&origin);
+    let attempts = Counter {
+        key: format!(
+            "ratelimit:login:{}:{address}:{}",
+            &email_hash.as_str()[..32],
+            now / ACCOUNT_WINDOW_MS
+        ),
+        limit: ACCOUNT_ATTEMPTS,
+        cost: 1,
+        ttl_ms: ACCOUNT_WINDOW_MS as u64,
+        seed: 0,
+    };
+    let attempt_key = attempts.key.clone();
+    if !matches!(
+        ctx.kv.admit(None, &[attempts]).await?,
+        Admission::Admitted { .. }
+    ) {
         return Err(Error::RateLimited {
             code: "too_many_attempts",
-            message: "too many failed logins for this account; try again later".into(),
+            message: "too many failed logins for this account from this address; try again later"
+                .into(),
             retry_after_secs: retry_after(now, ACCOUNT_WINDOW_MS),
         });
     }
@@ -166,15 +179,19 @@ async fn login(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
         }));
     }
     let Some(user) = user.filter(|_| verified) else {
-        ctx.kv
-            .add(&failures_key, 1, ACCOUNT_WINDOW_MS as u64)
-            .await?;
         return Err(Error::Unauthorized {
             code: "invalid_credentials",
             message: "invalid email or password",
         });
     };
-    let (resp, family) = start_session(ctx, &user).await?;
+    // A right password does not count as a guess.
+    let refund = Adjustment {
+        key: attempt_key,
+        delta: -1,
+        ttl_ms: ACCOUNT_WINDOW_MS as u64,
+    };
+    ctx.kv.settle(&[refund]).await?;
+    let (resp, family) = start_session(ctx, &user, browser).await?;
     let event = Event {
         owner: user.id.as_str(),
         actor: Some(user.id.as_str()),
@@ -233,7 +250,13 @@ async fn new_device_alert(ctx: &Ctx, user: &users::User, origin: &Origin) {
 }
 
 /// Starts a new login (a session family) for `user`: the answer a login gives, and the family.
-async fn start_session(ctx: &Ctx, user: &users::User) -> Result<(Resp, SessionId), Error> {
+/// `browser`: the caller is a browser (see [`from_browser`]), which gets the refresh token as a
+/// cookie only.
+async fn start_session(
+    ctx: &Ctx,
+    user: &users::User,
+    browser: bool,
+) -> Result<(Resp, SessionId), Error> {
     let now = ctx.now_ms();
     let family = SessionId::new(now, ctx.random());
     let session = Session {
@@ -244,16 +267,18 @@ async fn start_session(ctx: &Ctx, user: &users::User) -> Result<(Resp, SessionId
         rotated_at: None,
         revoked_at: None,
     };
-    let resp = issue_session(ctx, &session, Some(user), StatusCode::OK).await?;
+    let resp = issue_session(ctx, &session, Some(user), browser).await?;
     Ok((resp, family))
 }
 
-/// Stores a refresh token for `session` and answers with it and a fresh access token.
+/// Stores a refresh token for `session` and answers with it and a fresh access token: both as
+/// HttpOnly cookies, and in the body for programs (a browser gets the refresh token in its
+/// cookie only, out of its scripts' reach).
 async fn issue_session(
     ctx: &Ctx,
     session: &Session,
     user: Option<&users::User>,
-    status: StatusCode,
+    browser: bool,
 ) -> Result<Resp, Error> {
     let now = ctx.now_ms();
     let (refresh, hash) = token::issue(TokenKind::Refresh, ctx.random());
@@ -267,16 +292,20 @@ async fn issue_session(
         "accessToken": access.expose(),
         "tokenType": "Bearer",
         "expiresIn": ACCESS_TTL_SECS,
-        "refreshToken": refresh.expose(),
     });
-    if let (Some(user), Some(obj)) = (user, body.as_object_mut()) {
-        obj.insert("user".into(), user_json(user));
+    if let Some(obj) = body.as_object_mut() {
+        if !browser {
+            obj.insert("refreshToken".into(), refresh.expose().into());
+        }
+        if let Some(user) = user {
+            obj.insert("user".into(), user_json(user));
+        }
     }
-    let mut resp = json(status, &body);
+    let mut resp = json(StatusCode::OK, &body);
     let secure = ctx.config.secure_cookies;
     set_cookie(
         &mut resp,
-        ACCESS_COOKIE,
+        access_cookie(secure),
         access.expose(),
         "/",
         ACCESS_TTL_SECS as i64,
@@ -284,7 +313,7 @@ async fn issue_session(
     );
     set_cookie(
         &mut resp,
-        REFRESH_COOKIE,
+        refresh_cookie(secure),
         refresh.expose(),
         PREFIX,
         REFRESH_TTL_MS / 1000,
@@ -310,8 +339,8 @@ struct RefreshBody {
 }
 
 /// The refresh token from the body (programs) or the cookie (the dashboard).
-async fn presented_refresh(req: Req) -> Result<Option<String>, Error> {
-    let from_cookie = cookie(&req, REFRESH_COOKIE).map(str::to_owned);
+async fn presented_refresh(req: Req, ctx: &Ctx) -> Result<Option<String>, Error> {
+    let from_cookie = cookie(&req, refresh_cookie(ctx.config.secure_cookies)).map(str::to_owned);
     let has_body = req.headers().contains_key(http::header::CONTENT_TYPE);
     let body: RefreshBody = if has_body {
         json_body(req, MAX_JSON_BODY).await?
@@ -330,7 +359,8 @@ async fn refresh(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
         message: "the refresh token is invalid or expired",
     };
     let origin = Origin::of(&req);
-    let presented = presented_refresh(req)
+    let browser = from_browser(&req);
+    let presented = presented_refresh(req, ctx)
         .await?
         .ok_or_else(Error::unauthenticated)?;
     let hash = token::verify(TokenKind::Refresh, &presented).ok_or_else(invalid)?;
@@ -363,7 +393,7 @@ async fn refresh(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
         rotated_at: None,
         ..session
     };
-    issue_session(ctx, &next, None, StatusCode::OK).await
+    issue_session(ctx, &next, None, browser).await
 }
 
 /// Revokes a session everywhere: its refresh tokens in the database, its access tokens through
@@ -383,7 +413,7 @@ async fn end_session(ctx: &Ctx, family: &SessionId) -> Result<(), Error> {
 async fn logout(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
     let caller = authenticate(&req, ctx).await.ok();
     let origin = Origin::of(&req);
-    let presented = presented_refresh(req).await?;
+    let presented = presented_refresh(req, ctx).await?;
     let mut ended = false;
     let hash = presented
         .as_deref()
@@ -408,19 +438,36 @@ async fn logout(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
     Ok(resp)
 }
 
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct LogoutAllBody {
+    #[serde(default)]
+    revoke_tokens: bool,
+}
+
 /// Ends every session of the caller at once: each live login's refresh tokens in the database,
 /// its access tokens through the counter store (so every device is signed out on its next
-/// request), and clears this client's cookies.
+/// request), and clears this client's cookies. With `revokeTokens`, their personal access
+/// tokens end too.
 async fn logout_all(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
     let caller = authenticate(&req, ctx).await?;
     let origin = Origin::of(&req);
+    let body: LogoutAllBody = if req.headers().contains_key(http::header::CONTENT_TYPE) {
+        json_body(req, MAX_JSON_BODY).await?
+    } else {
+        LogoutAllBody::default()
+    };
     let ended = end_every_session(ctx, &caller.user).await?;
+    let tokens_revoked = match body.revoke_tokens {
+        true => tokens::revoke_all(ctx.db.as_ref(), &caller.user, ctx.now_ms()).await?,
+        false => 0,
+    };
     let event = Event {
         owner: caller.user.as_str(),
         actor: Some(caller.user.as_str()),
         action: Action::LogoutAll,
         resource: Some(("user", caller.user.as_str())),
-        details: json!({ "sessions": ended }),
+        details: json!({ "sessions": ended, "tokensRevoked": tokens_revoked }),
     };
     audit::record(ctx, &origin, event).await;
     let mut resp = no_content();
@@ -437,8 +484,8 @@ async fn end_every_session(ctx: &Ctx, user: &UserId) -> Result<usize, Error> {
 }
 
 fn clear_cookies(resp: &mut Resp, secure: bool) {
-    set_cookie(resp, ACCESS_COOKIE, "", "/", 0, secure);
-    set_cookie(resp, REFRESH_COOKIE, "", PREFIX, 0, secure);
+    set_cookie(resp, access_cookie(secure), "", "/", 0, secure);
+    set_cookie(resp, refresh_cookie(secure), "", PREFIX, 0, secure);
 }
 
 #[derive(Deserialize)]
@@ -446,6 +493,8 @@ fn clear_cookies(resp: &mut Resp, secure: bool) {
 struct PasswordBody {
     current_password: SecretString,
     new_password: SecretString,
+    #[serde(default)]
+    revoke_tokens: bool,
 }
 
 /// Changes the caller's password. Only a signed-in session may (not a personal access token),
@@ -462,6 +511,7 @@ async fn change_password(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
         });
     }
     let origin = Origin::of(&req);
+    let browser = from_browser(&req);
     let body: PasswordBody = json_body(req, MAX_JSON_BODY).await?;
     let user = users::by_id(ctx.db.as_ref(), &caller.user)
         .await?
@@ -485,13 +535,17 @@ async fn change_password(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
         return Err(Error::unauthenticated());
     }
     end_every_session(ctx, &user.id).await?;
-    let (resp, _) = start_session(ctx, &user).await?;
+    let tokens_revoked = match body.revoke_tokens {
+        true => tokens::revoke_all(ctx.db.as_ref(), &user.id, ctx.now_ms()).await?,
+        false => 0,
+    };
+    let (resp, _) = start_session(ctx, &user, browser).await?;
     let event = Event {
         owner: user.id.as_str(),
         actor: Some(user.id.as_str()),
         action: Action::PasswordChanged,
         resource: Some(("user", user.id.as_str())),
-        details: json!({}),
+        details: json!({ "tokensRevoked": tokens_revoked }),
     };
     audit::record(ctx, &origin, event).await;
     Ok(resp)
@@ -530,15 +584,44 @@ fn pat_json(pat: &tokens::Pat) -> serde_json::Value {
 struct PatBody {
     name: String,
     expires_at: Option<String>,
+    password: Option<SecretString>,
 }
 
+/// How long a personal access token lives when its maker does not say.
+pub const PAT_DEFAULT_TTL_MS: i64 = 90 * 86_400_000;
+/// The longest a personal access token may live.
+pub const PAT_MAX_TTL_MS: i64 = 366 * 86_400_000;
+
+/// Makes a personal access token. The caller's current password is required (a stolen session
+/// or token alone cannot make a credential that outlives it), and every token expires: in 90
+/// days unless asked otherwise, in at most a year.
 async fn create_pat(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
+    throttle_ip(&req, ctx).await?;
     let caller = authenticate(&req, ctx).await?;
     let origin = Origin::of(&req);
     let body: PatBody = json_body(req, MAX_JSON_BODY).await?;
     let now = ctx.now_ms();
     let name = validate::name("name", &body.name)?;
-    let expires_at = future_time("expiresAt", body.expires_at.as_deref(), now)?;
+    let expires_at = match future_time("expiresAt", body.expires_at.as_deref(), now)? {
+        None => now + PAT_DEFAULT_TTL_MS,
+        Some(at) if at - now > PAT_MAX_TTL_MS => {
+            return Err(Error::invalid(
+                "expiresAt",
+                "must be at most a year from now",
+            ));
+        }
+        Some(at) => at,
+    };
+    let password = body
+        .password
+        .ok_or_else(|| Error::invalid("password", "your current password is required"))?;
+    let user = users::by_id(ctx.db.as_ref(), &caller.user)
+        .await?
+        .ok_or_else(Error::unauthenticated)?;
+    if !ctx.passwords.verify(user.password_hash, password).await {
+        return Err(Error::invalid("password", "is not your current password"));
+    }
+    let expires_at = Some(expires_at);
     let (secret, hash) = token::issue(TokenKind::Pat, ctx.random());
     let pat = tokens::Pat {
         id: PatId::new(now, ctx.random()),
@@ -585,6 +668,25 @@ async fn revoke_pat(req: &Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
         Ok(no_content())
     } else {
         Err(Error::NotFound("token"))
+    }
+}
+
+/// The client's address as a counter-key part: IPv6 clients by their /64 (one host usually holds
+/// a whole /64), `-` when the host recorded none.
+fn client_addr_key(origin: &Origin) -> String {
+    let Some(ip) = origin
+        .client_ip
+        .as_deref()
+        .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+    else {
+        return "-".into();
+    };
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
     }
 }
 

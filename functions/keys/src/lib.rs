@@ -109,6 +109,11 @@ async fn create(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
         .as_deref()
         .map(|url| check_base_url(url, ctx.config.allow_private_upstreams))
         .transpose()?;
+    if let Some(url) = &base_url {
+        ctx.config
+            .upstreams
+            .allows(url, ctx.config.allow_private_upstreams)?;
+    }
     if provider.base_url.is_empty() && base_url.is_none() {
         return Err(Error::invalid(
             "baseUrl",

@@ -95,8 +95,10 @@ async fn proxy(
 ) -> Result<Resp, Error> {
     let endpoint = upstream_path(req.uri().path()).ok_or(Error::NotFound("route"))??;
     let hash = token_hash(&req)?;
-    let cached = cache::load(ctx, &hash).await?.ok_or_else(invalid_token)?;
     let client_ip = client_addr(&req);
+    let cached = cache::load(ctx, &hash, client_ip)
+        .await?
+        .ok_or_else(invalid_token)?;
     let (parts, body) = req.into_parts();
     // The body counts against the process's budget of bodies in memory until it has been sent.
     let declared = parts
@@ -437,7 +439,9 @@ pub async fn admit(
                 return Err(Refusal::Limit { window, value });
             }
             Admission::Stale => {
-                cached = cache::fetch(ctx, hash).await?.ok_or_else(invalid_token)?
+                cached = cache::fetch(ctx, hash, facts.client_ip)
+                    .await?
+                    .ok_or_else(invalid_token)?
             }
         }
     }
@@ -494,6 +498,19 @@ fn upstream_request(
     path: &str,
     body: Bytes,
 ) -> Result<Request<Body>, Error> {
+    // A base URL of the owner's own must still be allowed now (the list may have changed).
+    if let Some(own) = target.base_url.as_deref()
+        && ctx
+            .config
+            .upstreams
+            .allows(own, ctx.config.allow_private_upstreams)
+            .is_err()
+    {
+        return Err(Error::Forbidden {
+            code: "upstream_not_allowed",
+            message: "this key points at a host this deployment no longer allows".into(),
+        });
+    }
     let base = target.base_url.as_deref().unwrap_or(provider.base_url);
     if base.is_empty() {
         return Err(Error::internal(format!(

@@ -403,6 +403,18 @@ async fn accept(req: Req, ctx: &Ctx) -> Result<Resp, Error> {
     team_with_members(ctx, &invite.team, invite.role).await
 }
 
+/// Why a compare-and-swap on a member's role found nothing to change: they are gone (404), or
+/// their role changed since it was read (409: decide again on what it is now).
+async fn changed_meanwhile(ctx: &Ctx, team: &TeamId, user: &UserId) -> Error {
+    match teams::role_of(ctx.db.as_ref(), team, user).await {
+        Ok(Some(_)) => Error::Conflict(
+            "this member's role changed meanwhile; reload the team and try again".into(),
+        ),
+        Ok(None) => Error::NotFound("member"),
+        Err(e) => e.into(),
+    }
+}
+
 /// A member of `team` named in the path, with their role.
 async fn member(ctx: &Ctx, team: &TeamId, user: &str) -> Result<(UserId, Role), Error> {
     let user = UserId::parse(user).ok_or(Error::NotFound("member"))?;
@@ -428,8 +440,8 @@ async fn change_role(req: Req, ctx: &Ctx, id: &str, user: &str) -> Result<Resp, 
     let action = authz::Action::ChangeRole { from, to };
     let owner = Owner::Team(team.clone());
     authz::decide(&caller.user, Some(role), action, &owner).map_err(|d| d.into_error("team"))?;
-    if from != to && !teams::set_role(ctx.db.as_ref(), &team, &target, to).await? {
-        return Err(Error::NotFound("member"));
+    if from != to && !teams::set_role(ctx.db.as_ref(), &team, &target, from, to).await? {
+        return Err(changed_meanwhile(ctx, &team, &target).await);
     }
     let resource = ("user", target.as_str());
     let details = json!({ "from": from.as_str(), "to": to.as_str() });
@@ -453,8 +465,8 @@ async fn remove(req: Req, ctx: &Ctx, id: &str, user: &str) -> Result<Resp, Error
     let owner = Owner::Team(team.clone());
     let action = authz::Action::RemoveMember(held);
     authz::decide(&caller.user, Some(role), action, &owner).map_err(|d| d.into_error("team"))?;
-    if !teams::remove_member(ctx.db.as_ref(), &team, &target).await? {
-        return Err(Error::NotFound("member"));
+    if !teams::remove_member(ctx.db.as_ref(), &team, &target, held).await? {
+        return Err(changed_meanwhile(ctx, &team, &target).await);
     }
     let resource = ("user", target.as_str());
     let details = json!({ "role": held.as_str() });
@@ -475,7 +487,7 @@ async fn remove(req: Req, ctx: &Ctx, id: &str, user: &str) -> Result<Resp, Error
 async fn leave(req: Req, ctx: &Ctx, id: &str) -> Result<Resp, Error> {
     let caller = authenticate(&req, ctx).await?;
     let (team, role) = membership(ctx, &caller, id, authz::Action::Leave).await?;
-    if !teams::remove_member(ctx.db.as_ref(), &team, &caller.user).await? {
+    if !teams::remove_member(ctx.db.as_ref(), &team, &caller.user, role).await? {
         return Err(Error::NotFound("team"));
     }
     let resource = ("user", caller.user.as_str());

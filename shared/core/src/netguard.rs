@@ -49,6 +49,83 @@ pub fn check_base_url(text: &str, allow_private: bool) -> Result<String, Error> 
     Ok(text.trim_end_matches('/').to_owned())
 }
 
+/// Where owners may point keys with a base URL of their own (`custom` keys and overrides).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UpstreamPolicy {
+    /// `FEEN_UPSTREAM_HOSTS`: host names (lower-case), or `*.suffix` for any subdomain of one;
+    /// `None`: any public host.
+    pub hosts: Option<Vec<String>>,
+    /// Whether the host checks the address a name resolves to before connecting (native and
+    /// Workers: yes; Spin: no, it can only see the name). Without that check, and without a list,
+    /// own base URLs are refused: a name could resolve to a private address.
+    pub checks_resolved_addresses: bool,
+}
+
+impl UpstreamPolicy {
+    /// Parses `FEEN_UPSTREAM_HOSTS` (comma-separated names and `*.` wildcards).
+    pub fn parse_hosts(text: &str) -> Result<Vec<String>, String> {
+        let hosts: Vec<String> = text
+            .split(',')
+            .map(|h| h.trim().trim_end_matches('.').to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+            .collect();
+        for host in &hosts {
+            let name = host.strip_prefix("*.").unwrap_or(host);
+            if name.contains('*') || !is_public_host(name) {
+                return Err(format!(
+                    "FEEN_UPSTREAM_HOSTS: {host:?} is not a public host name or *.name"
+                ));
+            }
+        }
+        if hosts.is_empty() {
+            return Err("FEEN_UPSTREAM_HOSTS lists no host".into());
+        }
+        Ok(hosts)
+    }
+
+    /// Whether a key may be sent to `base_url` (already checked by [`check_base_url`]); in dev
+    /// mode (`allow_private`) anything goes, as for the address guard.
+    pub fn allows(&self, base_url: &str, allow_private: bool) -> Result<(), Error> {
+        if allow_private {
+            return Ok(());
+        }
+        let host = base_url
+            .parse::<http::Uri>()
+            .ok()
+            .and_then(|u| {
+                u.host()
+                    .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+            })
+            .unwrap_or_default();
+        match &self.hosts {
+            Some(hosts) => {
+                let listed = hosts
+                    .iter()
+                    .any(|pattern| match pattern.strip_prefix("*.") {
+                        Some(suffix) => host
+                            .strip_suffix(suffix)
+                            .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
+                        None => *pattern == host,
+                    });
+                if listed {
+                    Ok(())
+                } else {
+                    Err(Error::invalid(
+                        "baseUrl",
+                        "must be on a host this deployment allows (FEEN_UPSTREAM_HOSTS)",
+                    ))
+                }
+            }
+            None if self.checks_resolved_addresses => Ok(()),
+            None => Err(Error::invalid(
+                "baseUrl",
+                "cannot be used here: this host cannot check where a name resolves, so its \
+                 operator must list the allowed hosts in FEEN_UPSTREAM_HOSTS",
+            )),
+        }
+    }
+}
+
 /// Whether a URL host (as written in the URL: a name, a bracketed IPv6 literal or any IPv4
 /// spelling) may be contacted without dev mode.
 pub fn is_public_host(host: &str) -> bool {
@@ -91,6 +168,12 @@ pub fn is_public_ip(ip: IpAddr) -> bool {
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
+                // Ranges that embed or translate an IPv4 address a relay would reach on the
+                // caller's behalf: 6to4 2002::/16, Teredo 2001::/32, local-use NAT64
+                // 64:ff9b:1::/48 (the well-known 64:ff9b::/96 is checked by its IPv4 above).
+                || seg[0] == 0x2002
+                || (seg[0] == 0x2001 && seg[1] == 0x0000)
+                || (seg[0] == 0x0064 && seg[1] == 0xff9b && seg[2] == 0x0001)
                 || (seg[0] & 0xfe00) == 0xfc00 // unique local fc00::/7
                 || (seg[0] & 0xffc0) == 0xfe80 // link-local fe80::/10
                 || (seg[0] & 0xffc0) == 0xfec0 // site-local fec0::/10 (deprecated)
@@ -242,6 +325,11 @@ mod tests {
             "[fc00::1]",
             "[64:ff9b::7f00:1]",
             "[::127.0.0.1]",
+            // 6to4 of 127.0.0.1, Teredo, local-use NAT64 of 10.0.0.1.
+            "[2002:7f00:1::1]",
+            "[2002:0808:0808::1]",
+            "[2001:0:4136:e378:8000:63bf:3fff:fdd2]",
+            "[64:ff9b:1::a00:1]",
             "256.1.1.1",
             "1.2.3.4.5",
             "0x100000000",
@@ -305,6 +393,50 @@ mod tests {
         for input in refused {
             let err = check_base_url(input, false).expect_err(input);
             assert_eq!(err.code(), "validation_failed");
+        }
+    }
+
+    #[test]
+    fn own_base_urls_need_a_listed_host_where_resolution_cannot_be_checked() {
+        let list =
+            UpstreamPolicy::parse_hosts(" Api.Example.com , *.corp.example ").expect("parses");
+        assert_eq!(list, vec!["api.example.com", "*.corp.example"]);
+        let listed = UpstreamPolicy {
+            hosts: Some(list),
+            checks_resolved_addresses: false,
+        };
+        for ok in [
+            "https://api.example.com",
+            "https://API.example.com.",
+            "https://llm.corp.example/v1",
+        ] {
+            assert!(listed.allows(ok, false).is_ok(), "{ok}");
+        }
+        for refused in [
+            "https://other.example.com",
+            "https://corp.example",
+            "https://evilcorp.example",
+            "https://api.example.com.evil.test",
+        ] {
+            assert_eq!(
+                listed.allows(refused, false).map_err(|e| e.field()),
+                Err(Some("baseUrl")),
+                "{refused}"
+            );
+        }
+        let blind = UpstreamPolicy {
+            hosts: None,
+            checks_resolved_addresses: false,
+        };
+        assert!(blind.allows("https://api.example.com", false).is_err());
+        assert!(blind.allows("http://127.0.0.1:9", true).is_ok(), "dev mode");
+        let sighted = UpstreamPolicy {
+            hosts: None,
+            checks_resolved_addresses: true,
+        };
+        assert!(sighted.allows("https://api.example.com", false).is_ok());
+        for bad in ["", " , ", "*.*.x.com", "localhost", "10.0.0.1", "a b"] {
+            assert!(UpstreamPolicy::parse_hosts(bad).is_err(), "{bad}");
         }
     }
 

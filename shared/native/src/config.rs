@@ -60,6 +60,8 @@ pub struct Settings {
     pub email: [Option<String>; 3],
     /// `FEEN_PROXY_HOST`: the proxy's own hostname, apart from the dashboard's.
     pub proxy_host: Option<String>,
+    /// `FEEN_UPSTREAM_HOSTS` (the native host checks resolved addresses itself).
+    pub upstreams: feen_core::netguard::UpstreamPolicy,
     /// `FEEN_BODY_MEMORY_MB`, in bytes (0: not set, the default).
     pub body_memory: usize,
     /// What the server allows each connection.
@@ -140,12 +142,7 @@ pub fn redact_url(url: &str) -> String {
 }
 
 fn flag(name: &str) -> Result<Option<bool>, String> {
-    match std::env::var(name).ok().as_deref().map(str::trim) {
-        None | Some("") => Ok(None),
-        Some("1" | "true" | "yes") => Ok(Some(true)),
-        Some("0" | "false" | "no") => Ok(Some(false)),
-        Some(other) => Err(format!("{name} must be 0 or 1, not {other:?}")),
-    }
+    feen_service::settings::flag(name, |n| std::env::var(n).ok())
 }
 
 impl Settings {
@@ -176,6 +173,7 @@ impl Settings {
             client_ip: client_ip_source(var("FEEN_CLIENT_IP_HEADER"), var("FEEN_TRUSTED_PROXIES"))?,
             jobs_token: var("FEEN_JOBS_TOKEN"),
             proxy_host: feen_service::settings::proxy_host(var("FEEN_PROXY_HOST"))?,
+            upstreams: feen_service::settings::upstream_policy(var("FEEN_UPSTREAM_HOSTS"), true)?,
             server: {
                 let default = ServerLimits::default();
                 ServerLimits {
@@ -253,11 +251,20 @@ impl Settings {
             keyring,
             access: AccessKeys::new(&session),
             allow_private_upstreams: self.allow_private_upstreams,
-            secure_cookies: self.cookie_secure.unwrap_or(!listen.ip().is_loopback()),
+            // Secure unless said otherwise, or listening on loopback with no proxy in front
+            // (plain-http local use). Behind a TLS-terminating proxy on loopback, naming the
+            // proxy (FEEN_TRUSTED_PROXIES) says that clients come over TLS.
+            secure_cookies: self
+                .cookie_secure
+                .unwrap_or(!listen.ip().is_loopback() || self.client_ip.header.is_some()),
             stream_idle_ms: None,
             jobs_token: feen_service::settings::jobs_token(self.jobs_token.clone())?,
             mail: self.mail()?,
             proxy_host: self.proxy_host.clone(),
+            upstreams: feen_core::netguard::UpstreamPolicy {
+                checks_resolved_addresses: true,
+                ..self.upstreams.clone()
+            },
             body_memory: match self.body_memory {
                 0 => feen_service::settings::NATIVE_BODY_MEMORY_MB << 20,
                 bytes => bytes,
@@ -307,6 +314,15 @@ fn client_ip_source(
 struct SecretsFile {
     keyring: String,
     session_secret: String,
+}
+
+/// The git work tree `dir` lies in, if any (a `.git` in it or above it): a key ring written there
+/// is one `git add .` away from a repository.
+pub fn git_work_tree(dir: &Path) -> Option<PathBuf> {
+    let dir = std::fs::canonicalize(dir).ok()?;
+    dir.ancestors()
+        .find(|d| d.join(".git").exists())
+        .map(Path::to_path_buf)
 }
 
 /// The secrets file's path in a data directory.
@@ -365,6 +381,17 @@ mod tests {
             let err = bounded("FEEN_X", Some(bad.into()), 30, 1, 60).expect_err(bad);
             assert!(err.contains("FEEN_X"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_data_directory_inside_a_work_tree_is_found() {
+        let root = std::env::temp_dir().join(format!("feen-git-{}", std::process::id()));
+        let data = root.join("app/feen-data");
+        std::fs::create_dir_all(&data).expect("dirs");
+        assert_eq!(git_work_tree(&data), None);
+        std::fs::create_dir_all(root.join(".git")).expect("git dir");
+        assert_eq!(git_work_tree(&data), std::fs::canonicalize(&root).ok());
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]

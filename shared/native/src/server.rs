@@ -152,6 +152,17 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), String> {
     let config = settings.config(&data_dir, listen, &OsRng)?;
+    if crate::config::secrets_path(&data_dir).exists()
+        && let Some(tree) = crate::config::git_work_tree(&data_dir)
+    {
+        tracing::warn!(
+            data_dir = %data_dir.display(),
+            work_tree = %tree.display(),
+            "the data directory, with the key ring in secrets.json, is inside a git work tree: \
+             keep it out of commits (it is in this repository's .gitignore as /feen-data) or \
+             move it with --data-dir"
+        );
+    }
     let (db, db_name) = open_db(&settings, &data_dir).await?;
     check_keyring(db.as_ref(), &config.keyring).await?;
     let metrics = Metrics::new();

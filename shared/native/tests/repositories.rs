@@ -718,18 +718,36 @@ async fn teams_have_one_owner_and_roles(db: Arc<dyn Db>) {
     );
     assert_eq!(role(&bob).await, Some(Role::Viewer));
     assert!(
-        teams::set_role(db, &t, &bob, Role::Member)
+        teams::set_role(db, &t, &bob, Role::Viewer, Role::Member)
             .await
             .expect("set")
     );
     assert_eq!(role(&bob).await, Some(Role::Member));
-    // The owner's role is ownership: it cannot be set, and the owner cannot be removed.
+    // A change decided on a role that is no longer the member's changes nothing.
     assert!(
-        !teams::set_role(db, &t, &ann, Role::Viewer)
+        !teams::set_role(db, &t, &bob, Role::Viewer, Role::Admin)
             .await
-            .expect("set")
+            .expect("stale")
     );
-    assert!(!teams::remove_member(db, &t, &ann).await.expect("remove"));
+    assert!(
+        !teams::remove_member(db, &t, &bob, Role::Viewer)
+            .await
+            .expect("stale")
+    );
+    assert_eq!(role(&bob).await, Some(Role::Member));
+    // The owner's role is ownership: it cannot be set, and the owner cannot be removed.
+    for stored in [Role::Admin, Role::Owner] {
+        assert!(
+            !teams::set_role(db, &t, &ann, stored, Role::Viewer)
+                .await
+                .expect("set")
+        );
+        assert!(
+            !teams::remove_member(db, &t, &ann, stored)
+                .await
+                .expect("remove")
+        );
+    }
     assert_eq!(role(&ann).await, Some(Role::Owner));
     let listed: Vec<_> = teams::of_user(db, &bob).await.expect("of user");
     assert_eq!(listed.len(), 1);
@@ -769,7 +787,16 @@ async fn teams_have_one_owner_and_roles(db: Arc<dyn Db>) {
     assert_eq!(role(&ann).await, Some(Role::Admin));
     let got = teams::get(db, &t).await.expect("get").expect("team");
     assert_eq!((got.owner, got.updated_at), (bob.clone(), NOW + 1));
-    assert!(teams::remove_member(db, &t, &ann).await.expect("remove"));
+    assert!(
+        !teams::remove_member(db, &t, &ann, Role::Member)
+            .await
+            .expect("stale")
+    );
+    assert!(
+        teams::remove_member(db, &t, &ann, Role::Admin)
+            .await
+            .expect("remove")
+    );
     assert_eq!(role(&ann).await, None);
 
     // Deleting the team deletes its keys and shares with it, and nothing of anyone else's.

@@ -26,10 +26,13 @@ impl Origin {
                 .headers()
                 .get(http::header::USER_AGENT)
                 .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
+                .map(|agent| agent.chars().take(MAX_USER_AGENT).collect()),
         }
     }
 }
+
+/// The most of a `User-Agent` kept in audit rows (and hashed for new-device alerts).
+pub const MAX_USER_AGENT: usize = 256;
 
 /// One action to record.
 pub struct Event<'a> {

@@ -10,10 +10,34 @@ use http::header::{AUTHORIZATION, HOST, ORIGIN};
 use crate::request::cookie;
 use crate::{Ctx, Req};
 
-/// The name of the access-token cookie.
-pub const ACCESS_COOKIE: &str = "feen_access";
-/// The name of the refresh-token cookie.
-pub const REFRESH_COOKIE: &str = "feen_refresh";
+/// The name of the access-token cookie. When cookies are `Secure` it is `__Host-`: the browser
+/// then keeps it to this exact host, `Path=/`, `Secure`, with no `Domain`, so a sibling host
+/// cannot set or overwrite it.
+pub fn access_cookie(secure: bool) -> &'static str {
+    if secure {
+        "__Host-feen_access"
+    } else {
+        "feen_access"
+    }
+}
+
+/// The name of the refresh-token cookie (`Path=/api/auth`, so it is sent only there; a
+/// `__Host-` cookie must have `Path=/`, hence `__Secure-` when cookies are `Secure`).
+pub fn refresh_cookie(secure: bool) -> &'static str {
+    if secure {
+        "__Secure-feen_refresh"
+    } else {
+        "feen_refresh"
+    }
+}
+
+/// Whether a request comes from a browser's script or page rather than a program: browsers
+/// send `Origin` with every `POST` and `Sec-Fetch-Site` with every request to a secure origin,
+/// and a script can set neither. Such callers get their session only as cookies: the refresh
+/// token is kept out of the answer's body, where the page's scripts could read it.
+pub fn from_browser(req: &Req) -> bool {
+    req.headers().contains_key(ORIGIN) || req.headers().contains_key("sec-fetch-site")
+}
 
 /// How the caller proved who they are.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,7 +91,8 @@ pub async fn authenticate(req: &Req, ctx: &Ctx) -> Result<Caller, Error> {
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim());
-    let (token, from_cookie) = match (bearer, cookie(req, ACCESS_COOKIE)) {
+    let from_jar = cookie(req, access_cookie(ctx.config.secure_cookies));
+    let (token, from_cookie) = match (bearer, from_jar) {
         (Some(token), _) => (token, false),
         (None, Some(token)) => (token, true),
         (None, None) => return Err(Error::unauthenticated()),

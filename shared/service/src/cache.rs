@@ -21,9 +21,12 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
+use std::net::IpAddr;
+
 use feen_core::Error;
 use feen_core::authz::Owner;
 use feen_core::crypto::token::TokenHash;
+use feen_core::ports::{Adjustment, Admission, Counter};
 use feen_store::shares::{self, HashScope, ProxyTarget};
 
 use crate::Ctx;
@@ -182,7 +185,15 @@ fn decode(ctx: &Ctx, key: &str, text: &str) -> Option<ProxyTarget> {
 /// trusted: the share is read from the database, and the entry is left for the guard (a newer
 /// replica may have written it with a key-ring version this one does not hold yet). A token the
 /// database does not know leaves nothing behind in the counter store.
-pub async fn fetch(ctx: &Ctx, hash: &TokenHash) -> Result<Option<Arc<Cached>>, Error> {
+///
+/// Lookups of tokens the database does not know are counted per client address (`client`) and
+/// refused past [`UNKNOWN_TOKENS_PER_MINUTE`] before the database is asked, so a flood of
+/// made-up tokens costs neither a query each nor a counter-store key each.
+pub async fn fetch(
+    ctx: &Ctx,
+    hash: &TokenHash,
+    client: Option<IpAddr>,
+) -> Result<Option<Arc<Cached>>, Error> {
     let key = key(hash);
     let shared = ctx.kv.get(&key).await?;
     if shared.as_deref() == Some(TOMBSTONE) {
@@ -196,11 +207,30 @@ pub async fn fetch(ctx: &Ctx, hash: &TokenHash) -> Result<Option<Arc<Cached>>, E
         SHARED_HITS.fetch_add(1, Ordering::Relaxed);
         return Ok(Some(remember(ctx, hash, text.to_owned(), target)));
     }
+    let unknown = unknown_tokens(ctx, client);
+    if !matches!(
+        ctx.kv.admit(None, std::slice::from_ref(&unknown)).await?,
+        Admission::Admitted { .. }
+    ) {
+        return Err(Error::RateLimited {
+            code: "too_many_invalid_tokens",
+            message: "too many unknown Feen tokens from this address; try again later".into(),
+            retry_after_secs: 60
+                - u64::try_from(ctx.now_ms().rem_euclid(60_000) / 1000).unwrap_or(0),
+        });
+    }
     DATABASE_LOOKUPS.fetch_add(1, Ordering::Relaxed);
     let Some(target) = shares::proxy_target(ctx.db.as_ref(), hash, ctx.now_ms()).await? else {
         ctx.memo.forget(hash);
         return Ok(None);
     };
+    // A token that exists is no guess: its lookup is given back.
+    let refund = Adjustment {
+        key: unknown.key,
+        delta: -1,
+        ttl_ms: unknown.ttl_ms,
+    };
+    ctx.kv.settle(&[refund]).await?;
     let text = match shared {
         // Unauthenticated: guard on it as it is, trust only the database.
         Some(unverified) => unverified,
@@ -227,6 +257,33 @@ pub async fn fetch(ctx: &Ctx, hash: &TokenHash) -> Result<Option<Arc<Cached>>, E
     Ok(Some(remember(ctx, hash, text, target)))
 }
 
+/// Lookups of unknown tokens one address may cause per minute.
+pub const UNKNOWN_TOKENS_PER_MINUTE: u64 = 60;
+
+/// The counter of a client address's lookups of unknown tokens this minute (IPv6 by /64: one
+/// host usually holds a whole /64).
+fn unknown_tokens(ctx: &Ctx, client: Option<IpAddr>) -> Counter {
+    let address = match client {
+        None => "-".to_owned(),
+        Some(IpAddr::V4(v4)) => v4.to_string(),
+        Some(IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    };
+    let now = ctx.now_ms();
+    Counter {
+        key: format!(
+            "ratelimit:unknown-token:{address}:{}",
+            now.div_euclid(60_000)
+        ),
+        limit: UNKNOWN_TOKENS_PER_MINUTE,
+        cost: 1,
+        ttl_ms: 61_000,
+        seed: 0,
+    }
+}
+
 fn remember(ctx: &Ctx, hash: &TokenHash, text: String, target: ProxyTarget) -> Arc<Cached> {
     let cached = Arc::new(Cached { text, target });
     ctx.memo.put(hash, cached.clone(), ctx.now_ms());
@@ -237,22 +294,26 @@ fn remember(ctx: &Ctx, hash: &TokenHash, text: String, target: ProxyTarget) -> A
 /// a fetch. On the native host fetches of one token take turns within the process: a burst of
 /// first requests for a share (or for a hot share whose memo entry just aged) costs one lookup,
 /// and the others find its result in the memo.
-pub async fn load(ctx: &Ctx, hash: &TokenHash) -> Result<Option<Arc<Cached>>, Error> {
+pub async fn load(
+    ctx: &Ctx,
+    hash: &TokenHash,
+    client: Option<IpAddr>,
+) -> Result<Option<Arc<Cached>>, Error> {
     if let Some(cached) = memo_hit(ctx, hash) {
         return Ok(Some(cached));
     }
     // Only natively: on Spin a task may not wait on another task of its instance (wit-bindgen's
     // `inter-task-wakeup` is off), and Worker isolates see few concurrent requests each.
     if cfg!(target_arch = "wasm32") {
-        return fetch(ctx, hash).await;
+        return fetch(ctx, hash, client).await;
     }
     let Some(gate) = ctx.memo.gate(hash) else {
-        return fetch(ctx, hash).await;
+        return fetch(ctx, hash, client).await;
     };
     let turn = gate.lock().await;
     let result = match memo_hit(ctx, hash) {
         Some(cached) => Ok(Some(cached)),
-        None => fetch(ctx, hash).await,
+        None => fetch(ctx, hash, client).await,
     };
     drop(turn);
     ctx.memo.ungate(hash, gate);

@@ -17,6 +17,9 @@ pub struct Config {
     pub access: AccessKeys,
     /// Dev mode: keys may point at private, loopback and plain-http upstreams.
     pub allow_private_upstreams: bool,
+    /// Where keys with a base URL of their own may point (`FEEN_UPSTREAM_HOSTS`, and whether
+    /// this host checks resolved addresses).
+    pub upstreams: feen_core::netguard::UpstreamPolicy,
     /// Whether cookies carry the `Secure` attribute (off only for plain-http local use).
     pub secure_cookies: bool,
     /// Hosts on which a client disconnect is invisible to the proxy (Workers) set this: a

@@ -46,8 +46,11 @@ pub fn config(
     Ok(Config {
         keyring,
         access: AccessKeys::new(&session),
-        allow_private_upstreams: get("FEEN_ALLOW_PRIVATE_UPSTREAMS").as_deref() == Some("1"),
-        secure_cookies: get("FEEN_COOKIE_SECURE").as_deref() != Some("0"),
+        allow_private_upstreams: flag("FEEN_ALLOW_PRIVATE_UPSTREAMS", get)?.unwrap_or(false),
+        // The host says otherwise where it cannot check resolved addresses (Spin).
+        upstreams: upstream_policy(get("FEEN_UPSTREAM_HOSTS"), true)?,
+        // The edge is always reached over TLS: Secure unless turned off for local tests.
+        secure_cookies: flag("FEEN_COOKIE_SECURE", get)?.unwrap_or(true),
         stream_idle_ms: stream_idle_secs.map(|s| s.max(1) * 1000),
         jobs_token: jobs_token(get("FEEN_JOBS_TOKEN"))?,
         usage_retention_days: usage_retention_days(get("FEEN_USAGE_RETENTION_DAYS"))?,
@@ -80,6 +83,19 @@ pub fn body_memory(value: Option<String>, default_mb: usize) -> Result<usize, St
     Ok(mb << 20)
 }
 
+/// `FEEN_UPSTREAM_HOSTS`, for a host that does (or does not) check resolved addresses.
+pub fn upstream_policy(
+    hosts: Option<String>,
+    checks_resolved_addresses: bool,
+) -> Result<feen_core::netguard::UpstreamPolicy, String> {
+    Ok(feen_core::netguard::UpstreamPolicy {
+        hosts: hosts
+            .map(|h| feen_core::netguard::UpstreamPolicy::parse_hosts(&h))
+            .transpose()?,
+        checks_resolved_addresses,
+    })
+}
+
 /// `FEEN_PROXY_HOST`: a host name, optionally with a port (`proxy.example.com`,
 /// `proxy.example.com:8443`), lower-cased.
 pub fn proxy_host(value: Option<String>) -> Result<Option<String>, String> {
@@ -102,6 +118,17 @@ pub fn proxy_host(value: Option<String>) -> Result<Option<String>, String> {
         ));
     }
     Ok(Some(value))
+}
+
+/// A yes/no setting: `1`/`true`/`yes` or `0`/`false`/`no`; `None` when unset; anything else is
+/// refused with the setting's name.
+pub fn flag(name: &str, get: impl Fn(&str) -> Option<String>) -> Result<Option<bool>, String> {
+    match get(name).as_deref().map(str::trim) {
+        None | Some("") => Ok(None),
+        Some("1" | "true" | "yes") => Ok(Some(true)),
+        Some("0" | "false" | "no") => Ok(Some(false)),
+        Some(other) => Err(format!("{name} must be 0 or 1, not {other:?}")),
+    }
 }
 
 /// `FEEN_EMAIL_API_URL`, `FEEN_EMAIL_API_KEY` and `FEEN_EMAIL_FROM`: all three, or none.

@@ -181,7 +181,12 @@ fn instance() -> Result<Arc<Instance>, String> {
     INSTANCE.with(|cell| {
         cell.get_or_init(|| {
             Ok(Arc::new(Instance {
-                config: Arc::new(feen_service::settings::config(&var, None)?),
+                config: Arc::new({
+                    let mut config = feen_service::settings::config(&var, None)?;
+                    // wasi:http names a host; where it resolves is the runtime's business.
+                    config.upstreams.checks_resolved_addresses = false;
+                    config
+                }),
                 memo: Arc::new(Memo::new()),
                 client_ip: feen_service::settings::client_ip_source(&var)?,
             }))

@@ -210,8 +210,35 @@ pub async fn delete(db: &dyn Db, team: &TeamId) -> Result<bool, DbError> {
     Ok(n == 1)
 }
 
-/// Sets a member's stored role. Never the owner's: false for them, and for non-members.
+/// Sets a member's stored role from `from` to `to`: a compare-and-swap, so a decision made on
+/// the role read before cannot overwrite a change made since. Never the owner's. False when the
+/// member is not one, is the owner, or no longer holds `from`.
 pub async fn set_role(
+    db: &dyn Db,
+    team: &TeamId,
+    user: &UserId,
+    from: Role,
+    to: Role,
+) -> Result<bool, DbError> {
+    let n = db
+        .execute(
+            "UPDATE team_members SET role = $3 WHERE team_id = $1 AND user_id = $2 AND role = $4 \
+             AND user_id <> (SELECT owner_id FROM teams WHERE id = $1)",
+            &[
+                team.as_str().into(),
+                user.as_str().into(),
+                to.as_str().into(),
+                from.as_str().into(),
+            ],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Removes a member (or lets them leave) if they still hold `role` (a compare-and-swap, as for
+/// [`set_role`]). Never the owner. False when the member is not one, is the owner, or holds
+/// another role by now.
+pub async fn remove_member(
     db: &dyn Db,
     team: &TeamId,
     user: &UserId,
@@ -219,26 +246,13 @@ pub async fn set_role(
 ) -> Result<bool, DbError> {
     let n = db
         .execute(
-            "UPDATE team_members SET role = $3 WHERE team_id = $1 AND user_id = $2 \
+            "DELETE FROM team_members WHERE team_id = $1 AND user_id = $2 AND role = $3 \
              AND user_id <> (SELECT owner_id FROM teams WHERE id = $1)",
             &[
                 team.as_str().into(),
                 user.as_str().into(),
                 role.as_str().into(),
             ],
-        )
-        .await?;
-    Ok(n == 1)
-}
-
-/// Removes a member (or lets them leave). Never the owner: false for them, and for
-/// non-members.
-pub async fn remove_member(db: &dyn Db, team: &TeamId, user: &UserId) -> Result<bool, DbError> {
-    let n = db
-        .execute(
-            "DELETE FROM team_members WHERE team_id = $1 AND user_id = $2 \
-             AND user_id <> (SELECT owner_id FROM teams WHERE id = $1)",
-            &[team.as_str().into(), user.as_str().into()],
         )
         .await?;
     Ok(n == 1)

@@ -88,3 +88,13 @@ pub async fn revoke(db: &dyn Db, user: &UserId, id: &PatId, now: i64) -> Result<
         .await?;
     Ok(n == 1)
 }
+
+/// Revokes every live token of a user (signing out everywhere, a password change); returns how
+/// many.
+pub async fn revoke_all(db: &dyn Db, user: &UserId, now: i64) -> Result<u64, DbError> {
+    db.execute(
+        "UPDATE personal_access_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+        &[user.as_str().into(), now.into()],
+    )
+    .await
+}

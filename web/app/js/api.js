@@ -173,9 +173,11 @@ export const auth = {
     return auth.login(email, password);
   },
   logout: () => call("POST", "/api/auth/logout"),
-  logoutAll: () => call("POST", "/api/auth/logout-all"),
-  /** @param {string} currentPassword @param {string} newPassword */
-  changePassword: (currentPassword, newPassword) => call("POST", "/api/auth/password", { currentPassword, newPassword }),
+  /** @param {boolean} [revokeTokens] end personal access tokens too */
+  logoutAll: (revokeTokens = false) => call("POST", "/api/auth/logout-all", { revokeTokens }),
+  /** @param {string} currentPassword @param {string} newPassword @param {boolean} [revokeTokens] */
+  changePassword: (currentPassword, newPassword, revokeTokens = false) =>
+    call("POST", "/api/auth/password", { currentPassword, newPassword, revokeTokens }),
   /** @returns {Promise<Pat[]>} */
   tokens: async () => (await call("GET", "/api/auth/tokens")).tokens,
   /** @param {Body} body @returns {Promise<Pat>} */

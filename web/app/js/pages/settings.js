@@ -19,7 +19,7 @@ export async function render(main, s) {
       h("div", { class: "page-header" },
         h("h2", { id: "pats", text: "Personal access tokens" }),
         h("div", { class: "page-actions" }, button("New token", () => createToken(reload), "button-primary"))),
-      h("p", { class: "muted", text: "For the feen CLI and SDK: they act as you, until they expire or you revoke them." }),
+      h("p", { class: "muted", text: "For the feen CLI and SDK: they act as you, until they expire (in 90 days unless you choose, a year at most) or you revoke them." }),
       tokens),
     h("section", { class: "panel", "aria-labelledby": "password" },
       h("h2", { id: "password", text: "Change password" }),
@@ -28,28 +28,40 @@ export async function render(main, s) {
         fields: [
           { name: "currentPassword", label: "Current password", type: "password", required: true, autocomplete: "current-password" },
           { name: "newPassword", label: "New password", type: "password", required: true, autocomplete: "new-password", hint: "At least 10 characters." },
+          tokensChoice("pwTokens"),
         ],
         submitLabel: "Change password",
         submit: async (v) => {
-          await api.auth.changePassword(String(v.currentPassword), String(v.newPassword));
+          await api.auth.changePassword(String(v.currentPassword), String(v.newPassword), v.pwTokens === "revoke");
           for (const input of main.querySelectorAll("input[type=password]")) /** @type {HTMLInputElement} */ (input).value = "";
-          toast("Password changed; other sessions were signed out");
+          toast(v.pwTokens === "revoke" ? "Password changed; other sessions and your tokens were ended" : "Password changed; other sessions were signed out");
+          reload();
         },
       })),
     h("section", { class: "panel", "aria-labelledby": "sessions" },
       h("h2", { id: "sessions", text: "Sessions" }),
-      h("p", { class: "muted", text: "Lost a device? Sign out everywhere: every session ends at once, this one too. Personal access tokens keep working." }),
-      button("Sign out of all sessions", async () => {
-        if (!(await confirm("Sign out everywhere?", "Every device signed in to your account is signed out at once, this one too.", "Sign out everywhere"))) return;
-        try {
-          await api.auth.logoutAll();
+      h("p", { class: "muted", text: "Lost a device? Sign out everywhere: every session ends at once, this one too." }),
+      form({
+        fields: [tokensChoice("outTokens")],
+        submitLabel: "Sign out of all sessions",
+        danger: true,
+        submit: async (v) => {
+          if (!(await confirm("Sign out everywhere?", "Every device signed in to your account is signed out at once, this one too.", "Sign out everywhere"))) return;
+          await api.auth.logoutAll(v.outTokens === "revoke");
           location.hash = "#/signin";
           location.reload();
-        } catch (err) {
-          toast(err instanceof api.ApiError ? err.message : "That did not work", "error");
-        }
-      }, "button-danger")));
+        },
+      })));
   await reload();
+}
+
+/**
+ * Whether personal access tokens end too (signing out everywhere, a new password).
+ * @param {string} name
+ * @returns {import("../ui.js").Field}
+ */
+function tokensChoice(name) {
+  return { name, label: "Personal access tokens", type: "select", value: "keep", options: [["keep", "Keep working"], ["revoke", "Revoke them too"]] };
 }
 
 /** @param {api.Pat[]} list @param {() => void} reload */
@@ -80,8 +92,9 @@ function tokenView(list, reload) {
 async function createToken(reload) {
   const pat = await formDialog("New personal access token", [
     { name: "name", label: "Name", required: true, placeholder: "laptop CLI" },
-    { name: "expiresAt", label: "Expires at", type: "datetime-local" },
-  ], "Make token", (v) => api.auth.createToken({ name: v.name, ...(v.expiresAt ? { expiresAt: new Date(String(v.expiresAt)).toISOString() } : {}) }));
+    { name: "expiresAt", label: "Expires at", type: "datetime-local", hint: "In 90 days if left empty; a year from now at most." },
+    { name: "password", label: "Your password", type: "password", required: true, autocomplete: "current-password", hint: "A token acts as you, so making one needs your password." },
+  ], "Make token", (v) => api.auth.createToken({ name: v.name, password: v.password, ...(v.expiresAt ? { expiresAt: new Date(String(v.expiresAt)).toISOString() } : {}) }));
   if (!pat) return;
   reload();
   await dialog("Your new personal access token", (close) => [
