@@ -355,6 +355,11 @@ impl Feen {
         panic!("feen did not become ready; its log:\n{}", self.logs());
     }
 
+    /// The process id of `feen serve` (not of the edge hosts' harnesses).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
     /// Everything Feen has logged so far.
     pub fn logs(&self) -> String {
         if let Ok(text) = std::fs::read_to_string(&self.log_path) {

@@ -509,7 +509,11 @@ async fn fields_are_validated_with_their_names() {
 #[tokio::test]
 async fn private_upstreams_are_refused_outside_dev_mode() {
     let feen = Feen::start_with(Options {
-        env: vec![("FEEN_ALLOW_PRIVATE_UPSTREAMS".into(), "0".into())],
+        // Listed, so that Spin (which cannot check resolved addresses) accepts the public one.
+        env: vec![
+            ("FEEN_ALLOW_PRIVATE_UPSTREAMS".into(), "0".into()),
+            ("FEEN_UPSTREAM_HOSTS".into(), "gateway.example.com".into()),
+        ],
         ..Options::default()
     })
     .await;

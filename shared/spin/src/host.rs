@@ -262,6 +262,7 @@ where
         let (parts, body) = resp.into_parts();
         return http::Response::from_parts(parts, OutBody(Some(body)));
     }
+    restore_host(&mut parts);
     let path = parts.uri.path();
     let host = parts
         .headers
@@ -301,7 +302,8 @@ pub async fn serve_plain<F>(req: spin_sdk::http::Request, handler: F) -> http::R
 where
     F: FnOnce(&Req) -> Resp,
 {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    restore_host(&mut parts);
     let host = parts
         .headers
         .get(http::header::HOST)
@@ -318,6 +320,29 @@ where
     leftover.drain(MAX_DRAIN).await;
     let (parts, body) = resp.into_parts();
     http::Response::from_parts(parts, OutBody(Some(body)))
+}
+
+/// The host the client sent the request to, as a `Host` header: the WASI request carries it
+/// as its authority, which the SDK does not put back, and Spin also says it in `spin-full-url`.
+fn restore_host(parts: &mut http::request::Parts) {
+    if parts.headers.contains_key(http::header::HOST) {
+        return;
+    }
+    let host = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            parts
+                .headers
+                .get("spin-full-url")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|url| url.parse::<http::Uri>().ok())
+                .and_then(|uri| uri.authority().map(|a| a.as_str().to_owned()))
+        });
+    if let Some(value) = host.and_then(|h| http::HeaderValue::from_str(&h).ok()) {
+        parts.headers.insert(http::header::HOST, value);
+    }
 }
 
 /// Feen's JSON 404, for a path that is not answered on the host it was sent to.
