@@ -36,6 +36,9 @@ export default {
     const path = url.pathname;
     if (path === "/healthz") return Response.json({ status: "ok" });
     if (!answersHere(path, request.headers.get("host") ?? url.host, env.FEEN_PROXY_HOST)) {
+      // Read what was sent first: workerd closes a connection whose request body was left
+      // unread, which would break the client's next request on it.
+      await request.arrayBuffer().catch(() => null);
       const error = { code: "not_found", message: "route not found", type: "not_found_error" };
       return Response.json({ type: "error", error }, { status: 404, headers: { "cache-control": "no-store" } });
     }

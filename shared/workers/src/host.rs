@@ -84,10 +84,18 @@ fn from_worker_body(body: worker::Body) -> Body {
 impl HttpClient for FetchHttp {
     async fn send(&self, request: http::Request<Body>) -> Result<http::Response<Body>, HttpError> {
         let err = |e: worker::Error| HttpError(e.to_string());
-        let (mut parts, body) = request.into_parts();
-        parts.extensions.insert(worker::RequestRedirect::Manual);
+        let (parts, body) = request.into_parts();
         let request = http::Request::from_parts(parts, to_worker_body(body).map_err(err)?);
-        let request = worker::Request::from(worker::request_to_wasm(request).map_err(err)?);
+        let request = worker::request_to_wasm(request).map_err(err)?;
+        // Never follow a redirect (the key would go wherever the upstream says): `manual` hands
+        // the 3xx back. Set on the JS request itself: the extension `request_to_wasm` reads is
+        // a type of worker's that it does not export (`worker::RequestRedirect` is another one
+        // and is ignored), so that route silently followed redirects.
+        let init = worker::web_sys::RequestInit::new();
+        init.set_redirect(worker::web_sys::RequestRedirect::Manual);
+        let request = worker::web_sys::Request::new_with_request_and_init(&request, &init)
+            .map_err(|e| HttpError(format!("{e:?}")))?;
+        let request = worker::Request::from(request);
         let response = worker::Fetch::Request(request).send().await.map_err(err)?;
         let response: http::Response<worker::Body> = response.try_into().map_err(err)?;
         Ok(response.map(from_worker_body))
