@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every check and test of the workspace: formatting, lints, the wasm builds of the core, and
+# Runs every check and test of the workspace: formatting, lints, the dependency policy
+# (cargo deny), the wasm builds of the core, and
 # all unit, repository, counter, end-to-end and SDK tests.
 #
 # Provisions what is missing: PostgreSQL and Redis (scripts/services.sh, needs root on Debian;
@@ -53,6 +54,13 @@ npm run --prefix web --silent check
 
 step "lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "dependencies: licences, bans and sources (cargo deny, deny.toml; advisories need the network)"
+CARGO_DENY_VERSION=0.20.2
+if ! cargo deny --version 2>/dev/null | grep -q "$CARGO_DENY_VERSION"; then
+    cargo install cargo-deny --version "$CARGO_DENY_VERSION" --locked >/dev/null
+fi
+cargo deny --offline --locked check licenses bans sources
 
 # Every function crate, as cargo -p arguments.
 function_packages=$(for f in functions/*/Cargo.toml; do printf -- '-p feen-%s ' "$(basename "$(dirname "$f")")"; done)
