@@ -185,9 +185,11 @@ impl MockProvider {
             return hostile(kind);
         }
         let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let model = request
-            .get("model")
-            .and_then(Value::as_str)
+        // `x-mock-answer-model` makes the answer name another model than the request did (a
+        // provider that ran something else).
+        let model = recorded
+            .header("x-mock-answer-model")
+            .or_else(|| request.get("model").and_then(Value::as_str))
             .unwrap_or("mock-model")
             .to_owned();
         let stream = request

@@ -783,3 +783,29 @@ async fn made_up_tokens_cost_little_and_leave_nothing_behind() {
     assert_eq!(api.chat(&token, hi).await.status, StatusCode::OK);
     assert!(mock.requests().len() == 2);
 }
+
+#[tokio::test]
+async fn the_cost_is_that_of_the_model_the_provider_says_it_ran() {
+    let (_feen, api, user, mock) = setup().await;
+    let key = api.add_key(&user, "openai", SECRET, &mock.base_url()).await;
+    let (share, token) = api.mint(&user, &key, json!({})).await;
+    let auth = format!("Bearer {token}");
+    let reply = api
+        .raw(
+            Method::POST,
+            "/api/proxy/v1/chat/completions",
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+                ("x-mock-answer-model", "gpt-4o"),
+            ],
+            Some(br#"{"model":"gpt-4o-mini","messages":[],"max_tokens":7}"#.to_vec()),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(reply.str("/model"), "gpt-4o");
+    let usage = api.wait_for_usage(&user, &share, 1).await;
+    // 11 input and 7 output tokens at gpt-4o's $2.50 / $10 per million, not gpt-4o-mini's.
+    let gpt_4o = (11 * 2_500_000 + 7 * 10_000_000u64).div_ceil(1_000_000);
+    assert_eq!(usage.body["totals"]["costMicros"], gpt_4o, "{}", usage.text);
+}

@@ -42,6 +42,26 @@ impl Drop for Permit {
     }
 }
 
+/// The most of a refused body read (and thrown away) so that the client, still sending, sees
+/// the refusal instead of a reset connection; a larger one is cut off.
+const MAX_DRAIN: usize = 64 << 20;
+
+/// Reads what is left of a body without keeping it, up to [`MAX_DRAIN`].
+async fn drain(body: Body) {
+    use futures_util::StreamExt;
+    let Body::Stream(stream) = body else {
+        return;
+    };
+    let mut stream = stream.into_inner();
+    let mut seen = 0usize;
+    while let Some(Ok(chunk)) = stream.next().await {
+        seen += chunk.len();
+        if seen > MAX_DRAIN {
+            return;
+        }
+    }
+}
+
 fn busy() -> Error {
     Error::Busy {
         message: "Feen is holding too many large request bodies right now; retry in a moment",
@@ -60,11 +80,15 @@ pub async fn read_body(
     let too_large = Error::PayloadTooLarge { limit };
     let declared = match declared.map(usize::try_from) {
         Some(Ok(n)) if n <= limit => Some(n),
-        Some(_) => return Err(too_large),
+        Some(_) => {
+            drain(body).await;
+            return Err(too_large);
+        }
         None => None,
     };
     let mut permit = Permit { bytes: 0 };
     if !permit.grow(declared.unwrap_or(0), cap) {
+        drain(body).await;
         return Err(busy());
     }
     match body {
@@ -85,9 +109,13 @@ pub async fn read_body(
                     .map_err(|_| Error::BadRequest("the request body could not be read".into()))?;
                 let total = buf.len() + chunk.len();
                 if total > limit {
+                    drop(buf);
+                    drain(Body::from_stream(stream)).await;
                     return Err(too_large);
                 }
                 if total > permit.bytes && !permit.grow(total - permit.bytes, cap) {
+                    drop(buf);
+                    drain(Body::from_stream(stream)).await;
                     return Err(busy());
                 }
                 buf.extend_from_slice(&chunk);
